@@ -1,0 +1,65 @@
+# cluster: a PostgreSQL extension (PGXS)
+#
+#   make            build (warnings are errors)
+#   make install    install into the PostgreSQL found by pg_config
+#   make test       install what is missing, build, install, run every test
+#   make demo       the main job, end to end, on a throwaway instance
+#   make bench      the benchmarks
+
+EXTENSION = cluster
+MODULE_big = cluster
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA = $(wildcard sql/cluster--*.sql)
+
+PG_CONFIG ?= pg_config
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
+PG_CPPFLAGS = -I$(srcdir)/src
+
+# pg_regress suites (sql/NAME.sql, expected/NAME.out)
+REGRESS_TESTS = coordination coordinators privileges
+ISOLATION_TESTS = lease_race kv_race
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Tests run as an unprivileged user (PostgreSQL refuses root) and write
+# only below test/out.
+OUT = test/out
+RUN_AS = scripts/run-as-tester
+BINDIR := $(shell $(PG_CONFIG) --bindir)
+PGXS_DIR := $(dir $(PGXS))..
+
+.PHONY: test demo bench setup test-regress test-isolation test-tap
+
+setup:
+	scripts/setup
+
+test: setup
+	$(MAKE) all
+	$(MAKE) install
+	scripts/prepare-out $(OUT)
+	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
+
+test-regress:
+	$(PGXS_DIR)/test/regress/pg_regress --bindir='$(BINDIR)' \
+		--temp-instance=$(OUT)/regress/instance --temp-config=test/cluster.conf \
+		--inputdir=. --outputdir=$(OUT)/regress --dbname=cluster_regress \
+		$(REGRESS_TESTS)
+
+test-isolation:
+	$(PGXS_DIR)/test/isolation/pg_isolation_regress --bindir='$(BINDIR)' \
+		--temp-instance=$(OUT)/isolation/instance --temp-config=test/cluster.conf \
+		--inputdir=test/isolation --outputdir=$(OUT)/isolation \
+		--dbname=cluster_isolation $(ISOLATION_TESTS)
+
+test-tap:
+	rm -rf $(OUT)/tap && mkdir -p $(OUT)/tap
+	TESTDIR='$(CURDIR)/$(OUT)/tap' PATH="$(BINDIR):$$PATH" \
+	PG_REGRESS='$(PGXS_DIR)/test/regress/pg_regress' \
+	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) test/t/*.pl
+
+demo: setup
+	$(MAKE) all
+	$(MAKE) install
+	scripts/prepare-out $(OUT)
+	$(RUN_AS) scripts/demo $(OUT)/demo

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.c
+ *	  Module initialisation: settings, shared memory hooks, the launcher.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "cluster.h"
+#include "launcher.h"
+#include "shmem.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+char	   *cluster_database = NULL;
+int			cluster_max_engines = 16;
+int			cluster_poll_interval = 10000;
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("cluster.database",
+							   "Database the cluster extension lives in.",
+							   "The launcher and the engines connect to it.",
+							   &cluster_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("cluster.max_engines",
+							"Maximum number of engines across all coordinators.",
+							"Each engine is a background worker: max_worker_processes must leave room for them.",
+							&cluster_max_engines,
+							16, 1, 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("cluster.poll_interval",
+							"Fallback poll interval of the background workers.",
+							"Changes are normally signalled at commit; this poll only catches writers that bypass the extension's functions.",
+							&cluster_poll_interval,
+							10000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("cluster");
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cluster must be loaded via shared_preload_libraries"),
+				 errhint("Add \"cluster\" to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	define_settings();
+	shmem_install_hooks();
+	launcher_register();
+}

@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.h
+ *	  Settings shared by every part of the extension.
+ *
+ * The library must be loaded through shared_preload_libraries: it asks for
+ * shared memory and registers the launcher at postmaster start.  The
+ * settings below are defined in cluster.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_H
+#define CLUSTER_H
+
+/* cluster.database: the database the extension lives in */
+extern char *cluster_database;
+
+/* cluster.max_engines: engine slots in shared memory */
+extern int	cluster_max_engines;
+
+/* cluster.poll_interval (ms): fallback poll of the launcher */
+extern int	cluster_poll_interval;
+
+#endif							/* CLUSTER_H */

@@ -1,0 +1,228 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.c
+ *	  The engine's loop: stand by, take the lease, lead, renew, step down.
+ *
+ * A leader renews its lease when a third of the TTL has passed, and steps
+ * down by itself when a renewal fails or its own deadline passes first
+ * (it may have been stuck): it releases the advisory lock and forgets its
+ * leadership.  A standby sleeps until the lease would expire; the exit of
+ * any engine of its coordinator sets its latch, so it contends at once.
+ * On a hot standby server every engine idles until promotion.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "cluster.h"
+#include "engine.h"
+#include "lease.h"
+#include "shmem.h"
+
+/* how often an idle engine on a hot standby checks for promotion */
+#define RECOVERY_CHECK_MS 1000
+
+typedef struct Engine
+{
+	int			slotno;
+	EngineSlot *slot;
+	int32		coordinator_id;
+	char		holder[NAMEDATALEN + 32];
+	bool		leading;
+	int64		fence;
+	int			ttl_ms;
+	TimestampTz renew_at;		/* next renewal */
+	TimestampTz deadline;		/* our lease ends here unless renewed */
+} Engine;
+
+static void
+engine_set_role(Engine *e, EngineRole role)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	if (role == ENGINE_LEADER && e->slot->role != ENGINE_LEADER)
+		e->slot->leader_since = now;
+	if (role == ENGINE_LEADER)
+		e->slot->last_renewal = now;
+	e->slot->role = role;
+	e->slot->fence = e->fence;
+	LWLockRelease(cluster_shared->lock);
+}
+
+/* Started and lost leadership both move the renewal clock. */
+static void
+engine_schedule(Engine *e, TimestampTz granted)
+{
+	e->deadline = TimestampTzPlusMilliseconds(granted, e->ttl_ms);
+	e->renew_at = TimestampTzPlusMilliseconds(granted, e->ttl_ms / 3);
+}
+
+static void
+engine_step_down(Engine *e, const char *why)
+{
+	ereport(WARNING,
+			(errmsg("cluster engine stepping down as leader of coordinator \"%s\" (fence " INT64_FORMAT ")",
+					e->slot->coordinator, e->fence),
+			 errdetail("%s", why)));
+	e->leading = false;
+	engine_set_role(e, ENGINE_STANDBY);
+	lease_release(e->coordinator_id, e->holder, e->fence);
+}
+
+/* The coordinator is gone: nothing more to do. */
+static void
+engine_retire(void)
+{
+	ereport(LOG, (errmsg("cluster engine exiting: its coordinator was dropped")));
+	proc_exit(0);
+}
+
+static long
+engine_try_lead(Engine *e)
+{
+	TimestampTz asked = GetCurrentTimestamp();
+	int			wait_ms;
+
+	switch (lease_take(e->coordinator_id, e->holder, &e->fence, &e->ttl_ms))
+	{
+		case LEASE_TAKEN:
+			e->leading = true;
+			engine_schedule(e, asked);
+			engine_set_role(e, ENGINE_LEADER);
+			ereport(LOG,
+					(errmsg("cluster engine is now leader of coordinator \"%s\" with fence " INT64_FORMAT,
+							e->slot->coordinator, e->fence)));
+			return e->ttl_ms / 3;
+		case LEASE_NO_COORDINATOR:
+			engine_retire();
+			break;
+		case LEASE_BUSY:
+			break;
+	}
+	engine_set_role(e, ENGINE_STANDBY);
+	wait_ms = lease_watch(e->coordinator_id);
+	if (wait_ms < 0)
+		engine_retire();
+	/* look again just after the lease would expire */
+	return Min(wait_ms + 10, 60 * 1000);
+}
+
+static long
+engine_lead(Engine *e)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now >= e->deadline)
+	{
+		engine_step_down(e, "The lease expired before it could be renewed.");
+		return 0;
+	}
+	if (now >= e->renew_at)
+	{
+		if (!lease_renew(e->coordinator_id, e->holder, e->fence, &e->ttl_ms))
+		{
+			engine_step_down(e, "The lease was taken over or expired.");
+			return 0;
+		}
+		engine_schedule(e, now);
+		engine_set_role(e, ENGINE_LEADER);
+	}
+	return Max(1, TimestampDifferenceMilliseconds(now, e->renew_at));
+}
+
+static long
+engine_step(Engine *e)
+{
+	if (RecoveryInProgress())
+	{
+		engine_set_role(e, ENGINE_IDLE);
+		return RECOVERY_CHECK_MS;
+	}
+	if (!e->leading)
+		return engine_try_lead(e);
+	return engine_lead(e);
+}
+
+/* on_shmem_exit: runs after the advisory lock is gone, so wake the rest */
+static void
+engine_detach(int code, Datum arg)
+{
+	EngineSlot *slot = &cluster_shared->engines[DatumGetInt32(arg)];
+	int32		coordinator_id = slot->coordinator_id;
+	bool		mine;
+
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	mine = (slot->pid == MyProcPid);
+	if (mine)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->role = ENGINE_STARTING;
+	}
+	LWLockRelease(cluster_shared->lock);
+	if (mine)
+		shmem_wake_coordinator(coordinator_id);
+}
+
+static void
+engine_attach(Engine *e, int slotno)
+{
+	char		appname[NAMEDATALEN + 32];
+
+	e->slotno = slotno;
+	e->slot = &cluster_shared->engines[slotno];
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	e->coordinator_id = e->slot->coordinator_id;
+	e->slot->pid = MyProcPid;
+	e->slot->latch = MyLatch;
+	e->slot->started_at = GetCurrentTimestamp();
+	LWLockRelease(cluster_shared->lock);
+	on_shmem_exit(engine_detach, Int32GetDatum(slotno));
+
+	snprintf(e->holder, sizeof(e->holder), "%s/%d",
+			 e->slot->coordinator, MyProcPid);
+	snprintf(appname, sizeof(appname), "cluster engine %s",
+			 e->slot->coordinator);
+	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname(appname);
+}
+
+void
+cluster_engine_main(Datum arg)
+{
+	Engine		engine = {0};
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(cluster_database, NULL, 0);
+	engine_attach(&engine, DatumGetInt32(arg));
+
+	for (;;)
+	{
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		timeout = engine_step(&engine);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

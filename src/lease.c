@@ -1,0 +1,148 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.c
+ *	  The engine's side of its coordinator's lease.
+ *
+ * The row work is done by the extension's internal SQL functions
+ * (cluster._engine_take and friends), so that the rules for fences live in
+ * one place, next to the public lease functions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+#include "lease.h"
+#include "xact.h"
+
+/* first key of the coordinators' advisory locks: 'clus' */
+#define LEASE_LOCK_CLASS 0x636c7573
+
+static bool
+try_advisory_lock(int32 coordinator_id)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(LEASE_LOCK_CLASS),
+	Int32GetDatum(coordinator_id)};
+	bool		isnull;
+
+	spi_exec_checked("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+					 2, types, values, NULL, SPI_OK_SELECT);
+	return DatumGetBool(spi_getdatum(0, 1, &isnull));
+}
+
+static void
+advisory_unlock(int32 coordinator_id)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(LEASE_LOCK_CLASS),
+	Int32GetDatum(coordinator_id)};
+
+	spi_exec_checked("SELECT pg_catalog.pg_advisory_unlock($1, $2)",
+					 2, types, values, NULL, SPI_OK_SELECT);
+}
+
+LeaseTake
+lease_take(int32 coordinator_id, const char *holder, int64 *fence,
+		   int *ttl_ms)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(coordinator_id),
+	CStringGetTextDatum(holder)};
+	LeaseTake	result = LEASE_BUSY;
+	bool		isnull;
+
+	worker_xact_begin("cluster: taking the coordinator lease");
+	if (try_advisory_lock(coordinator_id))
+	{
+		spi_exec_checked("SELECT fence, ttl_ms FROM cluster._engine_take($1, $2)",
+						 2, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			*fence = DatumGetInt64(spi_getdatum(0, 1, &isnull));
+			*ttl_ms = DatumGetInt32(spi_getdatum(0, 2, &isnull));
+			result = LEASE_TAKEN;
+		}
+		else
+		{
+			advisory_unlock(coordinator_id);
+			result = LEASE_NO_COORDINATOR;
+		}
+	}
+	worker_xact_commit();
+	return result;
+}
+
+bool
+lease_renew(int32 coordinator_id, const char *holder, int64 fence,
+			int *ttl_ms)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, INT8OID};
+	Datum		values[3] = {Int32GetDatum(coordinator_id),
+		CStringGetTextDatum(holder),
+	Int64GetDatum(fence)};
+	bool		isnull;
+	Datum		ttl;
+
+	worker_xact_begin("cluster: renewing the coordinator lease");
+	spi_exec_checked("SELECT cluster._engine_renew($1, $2, $3)",
+					 3, types, values, NULL, SPI_OK_SELECT);
+	ttl = spi_getdatum(0, 1, &isnull);
+	if (!isnull)
+		*ttl_ms = DatumGetInt32(ttl);
+	worker_xact_commit();
+	return !isnull;
+}
+
+void
+lease_release(int32 coordinator_id, const char *holder, int64 fence)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, INT8OID};
+	Datum		values[3] = {Int32GetDatum(coordinator_id),
+		CStringGetTextDatum(holder),
+	Int64GetDatum(fence)};
+
+	worker_xact_begin("cluster: releasing the coordinator lease");
+	spi_exec_checked("SELECT cluster._engine_release($1, $2, $3)",
+					 3, types, values, NULL, SPI_OK_SELECT);
+	advisory_unlock(coordinator_id);
+	worker_xact_commit();
+}
+
+/*
+ * For a standby: how long until the lease expires (ms), or -1 when the
+ * coordinator is gone.  A leader that lets its lease expire while it still
+ * holds the advisory lock is stuck (it would have stepped down otherwise),
+ * and nobody else can lead until it exits: terminate it.
+ */
+int
+lease_watch(int32 coordinator_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(coordinator_id)};
+	bool		isnull;
+	int			wait_ms = -1;
+	Datum		stuck;
+
+	worker_xact_begin("cluster: watching the coordinator lease");
+	spi_exec_checked("SELECT wait_ms, stuck_pid FROM cluster._engine_watch($1)",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		wait_ms = DatumGetInt32(spi_getdatum(0, 1, &isnull));
+		stuck = spi_getdatum(0, 2, &isnull);
+		if (!isnull)
+		{
+			ereport(WARNING,
+					(errmsg("terminating the leader of coordinator %d (pid %d): its lease expired without renewal",
+							coordinator_id, DatumGetInt32(stuck))));
+			values[0] = stuck;
+			spi_exec_checked("SELECT pg_catalog.pg_terminate_backend($1)",
+							 1, types, values, NULL, SPI_OK_SELECT);
+		}
+	}
+	worker_xact_commit();
+	return wait_ms;
+}

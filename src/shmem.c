@@ -1,0 +1,92 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared memory for the live state: request, attach, wake.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+
+#include "cluster.h"
+#include "shmem.h"
+
+ClusterShared *cluster_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+shmem_size(void)
+{
+	return add_size(offsetof(ClusterShared, engines),
+					mul_size(cluster_max_engines, sizeof(EngineSlot)));
+}
+
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(shmem_size());
+	RequestNamedLWLockTranche("cluster", 1);
+}
+
+static void
+shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	cluster_shared = ShmemInitStruct("cluster", shmem_size(), &found);
+	if (!found)
+	{
+		memset(cluster_shared, 0, shmem_size());
+		cluster_shared->lock = &(GetNamedLWLockTranche("cluster"))->lock;
+		cluster_shared->max_engines = cluster_max_engines;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+shmem_install_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shmem_startup;
+}
+
+/*
+ * Set the latch of every running engine of a coordinator, so that a standby
+ * contends for the lease at once instead of at its next timeout.
+ */
+void
+shmem_wake_coordinator(int32 coordinator_id)
+{
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < cluster_shared->max_engines; i++)
+	{
+		EngineSlot *slot = &cluster_shared->engines[i];
+
+		if (slot->in_use && slot->coordinator_id == coordinator_id &&
+			slot->pid != 0 && slot->pid != MyProcPid && slot->latch)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(cluster_shared->lock);
+}
+
+void
+shmem_wake_launcher(void)
+{
+	Latch	   *latch = cluster_shared->launcher_latch;
+
+	if (latch)
+		SetLatch(latch);
+}

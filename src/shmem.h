@@ -1,0 +1,60 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  The live state of the launcher and the engines, in shared memory.
+ *
+ * The launcher owns the engine slots: it assigns one to each (coordinator,
+ * ordinal) pair and frees it when the coordinator is dropped.  An engine
+ * writes only its own slot.  Readers (the SQL views, wakers) take the lock
+ * in shared mode.  Nothing here is durable: the tables are the truth, this
+ * is what the processes are doing right now.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_SHMEM_H
+#define CLUSTER_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+typedef enum EngineRole
+{
+	ENGINE_STARTING = 0,		/* launched, not yet connected */
+	ENGINE_IDLE,				/* server is a hot standby: nothing to do */
+	ENGINE_STANDBY,				/* waiting for the lease */
+	ENGINE_LEADER				/* holds the lease and the advisory lock */
+} EngineRole;
+
+typedef struct EngineSlot
+{
+	bool		in_use;
+	int32		coordinator_id;
+	char		coordinator[NAMEDATALEN];
+	int32		ordinal;		/* 0 .. standby_engines */
+	pid_t		pid;			/* 0 while not running */
+	Latch	   *latch;
+	EngineRole	role;
+	int64		fence;			/* fence of the current or last lease held */
+	TimestampTz started_at;
+	TimestampTz leader_since;
+	TimestampTz last_renewal;
+	int32		restarts;		/* unplanned exits seen by the launcher */
+} EngineSlot;
+
+typedef struct ClusterShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	int			max_engines;
+	EngineSlot	engines[FLEXIBLE_ARRAY_MEMBER];
+} ClusterShared;
+
+extern ClusterShared *cluster_shared;
+
+extern void shmem_install_hooks(void);
+extern void shmem_wake_coordinator(int32 coordinator_id);
+extern void shmem_wake_launcher(void);
+
+#endif							/* CLUSTER_SHMEM_H */

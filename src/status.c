@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  SQL functions that show the live state kept in shared memory.
+ *
+ * They read only; the views over them are what PUBLIC may see.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(cluster_engine_status);
+
+static const char *const role_names[] = {
+	[ENGINE_STARTING] = "starting",
+	[ENGINE_IDLE] = "idle",
+	[ENGINE_STANDBY] = "standby",
+	[ENGINE_LEADER] = "leader",
+};
+
+#define ENGINE_STATUS_COLS 9
+
+Datum
+cluster_engine_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < cluster_shared->max_engines; i++)
+	{
+		EngineSlot *slot = &cluster_shared->engines[i];
+		Datum		values[ENGINE_STATUS_COLS] = {0};
+		bool		nulls[ENGINE_STATUS_COLS] = {0};
+		bool		leader = (slot->role == ENGINE_LEADER);
+
+		if (!slot->in_use)
+			continue;
+		values[0] = Int32GetDatum(slot->pid);
+		nulls[0] = (slot->pid == 0);
+		values[1] = CStringGetTextDatum(slot->coordinator);
+		values[2] = Int32GetDatum(slot->ordinal);
+		values[3] = CStringGetTextDatum(slot->pid == 0 ? "stopped" : role_names[slot->role]);
+		values[4] = Int64GetDatum(slot->fence);
+		nulls[4] = (slot->fence == 0);
+		values[5] = TimestampTzGetDatum(slot->leader_since);
+		nulls[5] = !leader;
+		values[6] = TimestampTzGetDatum(slot->last_renewal);
+		nulls[6] = !leader;
+		values[7] = TimestampTzGetDatum(slot->started_at);
+		nulls[7] = (slot->started_at == 0);
+		values[8] = Int32GetDatum(slot->restarts);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(cluster_shared->lock);
+	return (Datum) 0;
+}

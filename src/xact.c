@@ -1,0 +1,58 @@
+/*-------------------------------------------------------------------------
+ *
+ * xact.c
+ *	  Short transactions with SPI for the background workers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+
+#include "xact.h"
+
+void
+worker_xact_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+void
+worker_xact_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Run a statement whose result must be "expected" (an SPI_OK_* code);
+ * anything else is a bug or a damaged installation.
+ */
+void
+spi_exec_checked(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				 const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values,
+										   nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "unexpected SPI result %s for: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+Datum
+spi_getdatum(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}

@@ -1,0 +1,69 @@
+# Helpers shared by the TAP tests: a node with the extension loaded, and
+# polling for a condition (never a fixed sleep).
+package ClusterTest;
+
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use Exporter 'import';
+
+our @EXPORT = qw(cluster_node poll_until engines leader);
+
+# A node with the extension preloaded and created in "postgres".
+sub cluster_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opts{init} // {} });
+	$node->append_conf('postgresql.conf', <<'EOC');
+shared_preload_libraries = 'cluster'
+max_worker_processes = 20
+cluster.database = 'postgres'
+log_min_messages = log
+EOC
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
+	return $node;
+}
+
+# Poll a query until it returns the expected value; returns the seconds it
+# took, or undef on timeout.
+sub poll_until
+{
+	my ($node, $query, $expected, $timeout) = @_;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
+	my $start = time;
+	while (time - $start < $timeout)
+	{
+		my $got = $node->safe_psql('postgres', $query);
+		return time - $start if $got eq $expected;
+		usleep(20_000);
+	}
+	return undef;
+}
+
+# Rows of cluster.engines for a coordinator, as "pid|role|fence" strings.
+sub engines
+{
+	my ($node, $coordinator) = @_;
+	$coordinator //= 'default';
+	return $node->safe_psql('postgres',
+		"SELECT pid || '|' || role || '|' || coalesce(fence, 0) FROM cluster.engines "
+		  . "WHERE coordinator = '$coordinator' ORDER BY ordinal");
+}
+
+# (pid, fence) of the leader engine of a coordinator, or () when none.
+sub leader
+{
+	my ($node, $coordinator) = @_;
+	$coordinator //= 'default';
+	my $row = $node->safe_psql('postgres',
+		"SELECT pid || ' ' || fence FROM cluster.engines "
+		  . "WHERE coordinator = '$coordinator' AND role = 'leader'");
+	return () if $row eq '' || $row =~ /\n/;
+	return split / /, $row;
+}
+
+1;

@@ -1,0 +1,39 @@
+-- Coordinators: the default one, create, drop, and their errors.
+CREATE EXTENSION cluster;
+\set SHOW_CONTEXT never
+
+SELECT name, lease_ttl, standby_engines FROM cluster.coordinators;
+SELECT cluster.create_coordinator('billing');
+SELECT cluster.create_coordinator('search', lease_ttl => '30 s', standby_engines => 0);
+SELECT name, lease_ttl, standby_engines FROM cluster.coordinators ORDER BY name;
+
+SELECT cluster.create_coordinator('billing');
+SELECT cluster.create_coordinator(NULL);
+SELECT cluster.create_coordinator('');
+SELECT cluster.create_coordinator(repeat('c', 64));
+SELECT cluster.create_coordinator('x', lease_ttl => '0 s');
+SELECT cluster.create_coordinator('x', lease_ttl => '500 ms');
+SELECT cluster.create_coordinator('x', lease_ttl => NULL);
+SELECT cluster.create_coordinator('x', standby_engines => -1);
+SELECT cluster.create_coordinator('x', standby_engines => 17);
+SELECT cluster.create_coordinator('x', standby_engines => NULL);
+
+SELECT cluster.drop_coordinator('search');
+SELECT cluster.drop_coordinator('search');
+SELECT cluster.drop_coordinator(NULL);
+SELECT name FROM cluster.coordinators ORDER BY name;
+
+-- engines run only in cluster.database ("postgres" here): none in this one
+SELECT count(*) FROM cluster.engines;
+
+-- every public object is documented
+SELECT c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'cluster' AND c.relkind IN ('r', 'v')
+   AND obj_description(c.oid, 'pg_class') IS NULL;
+SELECT p.oid::regprocedure
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'cluster' AND p.proname NOT LIKE '\_%'
+   AND obj_description(p.oid, 'pg_proc') IS NULL;
+
+DROP EXTENSION cluster;

@@ -22,7 +22,6 @@ sub cluster_node
 shared_preload_libraries = 'cluster'
 max_worker_processes = 20
 cluster.database = 'postgres'
-log_min_messages = log
 EOC
 	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
 	return $node;

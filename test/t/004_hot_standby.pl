@@ -1,0 +1,53 @@
+# On a hot standby server the engines are idle; after promotion one leads
+# with a fence higher than any the primary used.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $primary = cluster_node('primary', init => { allows_streaming => 1 });
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION cluster');
+ok(defined poll_until($primary,
+		"SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+	'the primary has a leader');
+# a few changes of leader, so that the fence is not 1
+for (1 .. 2)
+{
+	my ($pid, $fence) = leader($primary);
+	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+	ok(defined poll_until($primary,
+			"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence = $fence + 1",
+			'1'),
+		'leader replaced on the primary');
+}
+my $primary_fence = $primary->safe_psql('postgres',
+	"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'");
+
+$primary->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'base', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+ok(defined poll_until($standby,
+		"SELECT string_agg(role, ',') FROM cluster.engines", 'idle,idle'),
+	'on the hot standby both engines are idle');
+is($standby->safe_psql('postgres',
+		"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'"),
+	$primary_fence, 'the fence replicated');
+
+$primary->stop('immediate');
+$standby->promote;
+ok(defined poll_until($standby,
+		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $primary_fence",
+		'1'),
+	"after promotion one engine leads with a fence above $primary_fence");
+is($standby->safe_psql('postgres',
+		"SELECT string_agg(role, ',' ORDER BY role) FROM cluster.engines"),
+	'leader,standby', 'the other one stands by');
+
+$standby->stop;
+done_testing();

@@ -29,7 +29,7 @@ RUN_AS = scripts/run-as-tester
 BINDIR := $(shell $(PG_CONFIG) --bindir)
 PGXS_DIR := $(dir $(PGXS))..
 
-.PHONY: test demo bench setup test-regress test-isolation test-tap
+.PHONY: test demo bench valgrind setup test-regress test-isolation test-tap
 
 setup:
 	scripts/setup
@@ -63,3 +63,17 @@ demo: setup
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
 	$(RUN_AS) scripts/demo $(OUT)/demo
+
+bench: setup
+	$(MAKE) all
+	$(MAKE) install
+	scripts/prepare-out $(OUT)
+	$(RUN_AS) bench/idle $(OUT)/bench/idle
+
+# The extension under valgrind: a server whose processes all run under
+# memcheck goes through leadership changes and every SQL function; any
+# error with a frame in cluster.so fails the target.
+valgrind: setup
+	$(MAKE) all install
+	scripts/prepare-out $(OUT)
+	$(RUN_AS) test/valgrind $(OUT)/valgrind

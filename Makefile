@@ -22,6 +22,9 @@ ISOLATION_TESTS = lease_race kv_race
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# the headers are the modules' contracts: a change rebuilds every object
+$(OBJS): $(wildcard src/*.h)
+
 # Tests run as an unprivileged user (PostgreSQL refuses root) and write
 # only below test/out.
 OUT = test/out

@@ -27,6 +27,7 @@
 
 #include "cluster.h"
 #include "engine.h"
+#include "leader.h"
 #include "lease.h"
 #include "shmem.h"
 
@@ -44,6 +45,7 @@ typedef struct Engine
 	int			ttl_ms;
 	TimestampTz renew_at;		/* next renewal */
 	TimestampTz deadline;		/* our lease ends here unless renewed */
+	Leader		leader;
 } Engine;
 
 static void
@@ -77,6 +79,7 @@ engine_step_down(Engine *e, const char *why)
 					e->slot->coordinator, e->fence),
 			 errdetail("%s", why)));
 	e->leading = false;
+	leader_stop(&e->leader);
 	engine_set_role(e, ENGINE_STANDBY);
 	lease_release(e->coordinator_id, e->holder, e->fence);
 }
@@ -100,6 +103,8 @@ engine_try_lead(Engine *e)
 		case LEASE_TAKEN:
 			e->leading = true;
 			engine_schedule(e, asked);
+			leader_start(&e->leader, e->coordinator_id, e->slot->coordinator,
+						 e->fence);
 			engine_set_role(e, ENGINE_LEADER);
 			ereport(LOG,
 					(errmsg("cluster engine is now leader of coordinator \"%s\" with fence " INT64_FORMAT,
@@ -123,6 +128,7 @@ static long
 engine_lead(Engine *e)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	long		work_ms;
 
 	if (now >= e->deadline)
 	{
@@ -139,7 +145,16 @@ engine_lead(Engine *e)
 		engine_schedule(e, now);
 		engine_set_role(e, ENGINE_LEADER);
 	}
-	return Max(1, TimestampDifferenceMilliseconds(now, e->renew_at));
+	work_ms = leader_work(&e->leader);
+	if (e->leader.fence_lost)
+	{
+		/* a commit saw another fence: verify the lease now */
+		e->leader.fence_lost = false;
+		e->renew_at = now;
+		return 0;
+	}
+	now = GetCurrentTimestamp();
+	return Min(work_ms, Max(1, TimestampDifferenceMilliseconds(now, e->renew_at)));
 }
 
 static long

@@ -50,6 +50,7 @@ shmem_startup(void)
 		memset(cluster_shared, 0, shmem_size());
 		cluster_shared->lock = &(GetNamedLWLockTranche("cluster"))->lock;
 		cluster_shared->max_engines = cluster_max_engines;
+		pg_atomic_init_u64(&cluster_shared->config_generation, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -89,4 +90,69 @@ shmem_wake_launcher(void)
 
 	if (latch)
 		SetLatch(latch);
+}
+
+void
+shmem_wake_leaders(void)
+{
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < cluster_shared->max_engines; i++)
+	{
+		EngineSlot *slot = &cluster_shared->engines[i];
+
+		if (slot->in_use && slot->role == ENGINE_LEADER && slot->latch)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(cluster_shared->lock);
+}
+
+uint64
+shmem_config_generation(void)
+{
+	return pg_atomic_read_u64(&cluster_shared->config_generation);
+}
+
+void
+shmem_config_changed(void)
+{
+	pg_atomic_fetch_add_u64(&cluster_shared->config_generation, 1);
+	shmem_wake_leaders();
+}
+
+void
+shmem_handler_report(int32 handler_id, int in_flight)
+{
+	HandlerStat *free_stat = NULL;
+
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
+	{
+		HandlerStat *stat = &cluster_shared->handlers[i];
+
+		if (stat->handler_id == handler_id)
+		{
+			free_stat = stat;
+			break;
+		}
+		if (stat->handler_id == 0 && free_stat == NULL)
+			free_stat = stat;
+	}
+	if (free_stat)
+	{
+		free_stat->handler_id = handler_id;
+		free_stat->leader_pid = MyProcPid;
+		free_stat->in_flight = in_flight;
+	}
+	LWLockRelease(cluster_shared->lock);
+}
+
+/* A leader that stops forgets what it reported. */
+void
+shmem_handler_forget(void)
+{
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
+		if (cluster_shared->handlers[i].leader_pid == MyProcPid)
+			memset(&cluster_shared->handlers[i], 0, sizeof(HandlerStat));
+	LWLockRelease(cluster_shared->lock);
 }

@@ -15,6 +15,7 @@
 #define CLUSTER_SHMEM_H
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -42,9 +43,21 @@ typedef struct EngineSlot
 	int32		restarts;		/* unplanned exits seen by the launcher */
 } EngineSlot;
 
+/* What a leader reports about a handler it runs, for cluster.handlers. */
+typedef struct HandlerStat
+{
+	int32		handler_id;		/* 0: free */
+	pid_t		leader_pid;
+	int32		in_flight;		/* read and not yet done */
+} HandlerStat;
+
+#define CLUSTER_HANDLER_STATS 1024
+
 typedef struct ClusterShared
 {
 	LWLock	   *lock;
+	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
+	HandlerStat handlers[CLUSTER_HANDLER_STATS];
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	int			max_engines;
@@ -56,5 +69,10 @@ extern ClusterShared *cluster_shared;
 extern void shmem_install_hooks(void);
 extern void shmem_wake_coordinator(int32 coordinator_id);
 extern void shmem_wake_launcher(void);
+extern void shmem_wake_leaders(void);
+extern uint64 shmem_config_generation(void);
+extern void shmem_config_changed(void);
+extern void shmem_handler_report(int32 handler_id, int in_flight);
+extern void shmem_handler_forget(void);
 
 #endif							/* CLUSTER_SHMEM_H */

@@ -17,6 +17,7 @@
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(cluster_engine_status);
+PG_FUNCTION_INFO_V1(cluster_handler_status);
 
 static const char *const role_names[] = {
 	[ENGINE_STARTING] = "starting",
@@ -57,6 +58,30 @@ cluster_engine_status(PG_FUNCTION_ARGS)
 		values[7] = TimestampTzGetDatum(slot->started_at);
 		nulls[7] = (slot->started_at == 0);
 		values[8] = Int32GetDatum(slot->restarts);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(cluster_shared->lock);
+	return (Datum) 0;
+}
+
+Datum
+cluster_handler_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
+	{
+		HandlerStat *stat = &cluster_shared->handlers[i];
+		Datum		values[3];
+		bool		nulls[3] = {0};
+
+		if (stat->handler_id == 0)
+			continue;
+		values[0] = Int32GetDatum(stat->handler_id);
+		values[1] = Int32GetDatum(stat->in_flight);
+		values[2] = Int32GetDatum(stat->leader_pid);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(cluster_shared->lock);

@@ -34,6 +34,16 @@ worker_xact_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* Undo everything since worker_xact_begin(). */
+void
+worker_xact_abort(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 /*
  * Run a statement whose result must be "expected" (an SPI_OK_* code);
  * anything else is a bug or a damaged installation.

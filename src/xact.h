@@ -17,6 +17,7 @@
 
 extern void worker_xact_begin(const char *activity);
 extern void worker_xact_commit(void);
+extern void worker_xact_abort(void);
 
 extern void spi_exec_checked(const char *sql, int nargs, Oid *argtypes,
 							 Datum *values, const char *nulls, int expected);

@@ -1,0 +1,230 @@
+/*-------------------------------------------------------------------------
+ *
+ * handler.c
+ *	  Load and commit a handler's cursor and state; replay dead letters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/xid8.h"
+
+#include "handler.h"
+#include "sql_handler.h"
+#include "xact.h"
+
+static void
+load_restore(HandlerRun *h, Datum txids, Datum ids, Datum attempts)
+{
+	Datum	   *t,
+			   *i,
+			   *a;
+	int			n;
+	EventPos   *pos;
+	int		   *att;
+
+	deconstruct_array(DatumGetArrayTypeP(txids), TEXTOID, -1, false, TYPALIGN_INT,
+					  &t, NULL, &n);
+	deconstruct_array(DatumGetArrayTypeP(ids), INT8OID, 8, true, TYPALIGN_DOUBLE,
+					  &i, NULL, &n);
+	deconstruct_array(DatumGetArrayTypeP(attempts), INT4OID, 4, true, TYPALIGN_INT,
+					  &a, NULL, &n);
+	pos = palloc(sizeof(EventPos) * Max(n, 1));
+	att = palloc(sizeof(int) * Max(n, 1));
+	for (int k = 0; k < n; k++)
+	{
+		pos[k].txid = strtou64(TextDatumGetCString(t[k]), NULL, 10);
+		pos[k].id = DatumGetInt64(i[k]);
+		att[k] = DatumGetInt32(a[k]);
+	}
+	tracker_restore(h->tracker, n, pos, att);
+}
+
+void
+handler_load(HandlerRun *h)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(h->id)};
+	bool		isnull;
+	EventPos	cursor;
+
+	spi_exec_checked("WITH h AS (SELECT epoch, state FROM cluster.handler WHERE id = $1), "
+					 "s AS (SELECT (e ->> 0)::pg_catalog.xid8 AS txid, (e ->> 1)::pg_catalog.int8 AS id, -1 AS attempts "
+					 "        FROM h, pg_catalog.jsonb_array_elements(h.state -> 'done') e "
+					 "      UNION ALL "
+					 "      SELECT (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, (r.value ->> 'attempts')::int "
+					 "        FROM h, pg_catalog.jsonb_each(h.state -> 'retry') r) "
+					 "SELECT h.epoch, (h.state #>> '{cursor,0}')::pg_catalog.xid8, "
+					 "       (h.state #>> '{cursor,1}')::pg_catalog.int8, "
+					 "       ARRAY(SELECT s.txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.id FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.attempts FROM s ORDER BY s.txid, s.id) "
+					 "  FROM h",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "handler %d disappeared", h->id);
+	h->epoch = DatumGetInt32(spi_getdatum(0, 1, &isnull));
+	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 2, &isnull)));
+	cursor.id = DatumGetInt64(spi_getdatum(0, 3, &isnull));
+	tracker_reset(h->tracker, cursor);
+	load_restore(h, spi_getdatum(0, 4, &isnull), spi_getdatum(0, 5, &isnull),
+				 spi_getdatum(0, 6, &isnull));
+	h->needs_load = false;
+}
+
+static void
+insert_dead_letters(HandlerRun *h, List *dead)
+{
+	int			n = list_length(dead);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *events = palloc(sizeof(Datum) * n);
+	Datum	   *attempts = palloc(sizeof(Datum) * n);
+	Datum	   *errors = palloc(sizeof(Datum) * n);
+	Oid			types[5] = {INT4OID, INT8ARRAYOID, JSONBARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	int			k = 0;
+	ListCell   *lc;
+
+	foreach(lc, dead)
+	{
+		DeadLetter *dl = lfirst(lc);
+
+		ids[k] = Int64GetDatum(dl->event_id);
+		events[k] = JsonbPGetDatum(dl->event);
+		attempts[k] = Int32GetDatum(dl->attempts);
+		errors[k] = CStringGetTextDatum(dl->error ? dl->error : "");
+		k++;
+	}
+	values[0] = Int32GetDatum(h->id);
+	values[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(events, n, JSONBOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(attempts, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(errors, n, TEXTOID, -1, false, TYPALIGN_INT));
+	spi_exec_checked("INSERT INTO cluster.dead_letters (handler_id, event_id, event, attempts, last_error) "
+					 "SELECT $1, d.id, d.event, d.attempts, d.error "
+					 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
+					 "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(id, event, attempts, error)",
+					 5, types, values, NULL, SPI_OK_INSERT);
+}
+
+static Datum
+patches_array(List *patches)
+{
+	int			n = list_length(patches);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			k = 0;
+	ListCell   *lc;
+
+	foreach(lc, patches)
+		elems[k++] = JsonbPGetDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT));
+}
+
+bool
+handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
+			   int64 fence)
+{
+	StringInfoData cursor,
+				done,
+				retry;
+	Oid			types[12] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
+	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID, JSONBARRAYOID};
+	Datum		values[12];
+	char		nulls[12];
+	bool		isnull;
+
+	initStringInfo(&cursor);
+	initStringInfo(&done);
+	initStringInfo(&retry);
+	tracker_state_json(h->tracker, &cursor, &done, &retry);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int32GetDatum(h->id);
+	values[1] = Int32GetDatum(h->epoch);
+	values[2] = CStringGetTextDatum(lease_key);
+	values[3] = Int64GetDatum(fence);
+	values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(cursor.data));
+	values[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(done.data));
+	values[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(retry.data));
+	values[7] = Int64GetDatum(out->processed);
+	values[8] = Int64GetDatum(out->failed);
+	values[9] = Int64GetDatum(list_length(out->dead));
+	values[10] = out->last_error ? CStringGetTextDatum(out->last_error) : (Datum) 0;
+	nulls[10] = out->last_error ? ' ' : 'n';
+	values[11] = patches_array(out->patches);
+
+	spi_exec_checked("SELECT cluster._commit_handler($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+					 12, types, values, nulls, SPI_OK_SELECT);
+	if (!DatumGetBool(spi_getdatum(0, 1, &isnull)))
+		return false;
+	if (out->dead != NIL)
+		insert_dead_letters(h, out->dead);
+	return true;
+}
+
+/* An unexpected error of the handler's round, for cluster.handlers. */
+void
+handler_record_error(HandlerRun *h, const char *message)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(h->id), CStringGetTextDatum(message)};
+
+	spi_exec_checked("UPDATE cluster.handler SET state = pg_catalog.jsonb_set(state, '{last_error}', "
+					 "pg_catalog.jsonb_build_object('message', $2, 'at', pg_catalog.now())) WHERE id = $1",
+					 2, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * Hand dead letters marked for replay to the function again, one at a
+ * time (replays are not ordered by key).  A success deletes the dead
+ * letter; a failure counts an attempt and leaves it dead.
+ */
+void
+handler_replay(HandlerRun *h, BatchOutcome *out)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(h->id), Int32GetDatum(h->batch_size)};
+	SPITupleTable *rows;
+	uint64		n;
+
+	spi_exec_checked("SELECT id, event, attempts FROM cluster.dead_letters "
+					 "WHERE handler_id = $1 AND replay ORDER BY id LIMIT $2 FOR UPDATE",
+					 2, types, values, NULL, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	h->replay_pending = (n == (uint64) h->batch_size);
+	for (uint64 row = 0; row < n; row++)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(rows->vals[row], rows->tupdesc, 1, &isnull);
+		Jsonb	   *event = DatumGetJsonbP(SPI_getbinval(rows->vals[row], rows->tupdesc, 2, &isnull));
+		int			attempt = DatumGetInt32(SPI_getbinval(rows->vals[row], rows->tupdesc, 3, &isnull)) + 1;
+		Jsonb	   *patch;
+		char	   *error;
+		Oid			rtypes[2] = {INT8OID, TEXTOID};
+		Datum		rvalues[2] = {id, (Datum) 0};
+
+		if (h->function != InvalidOid &&
+			sql_handler_call(h, &event, &attempt, 1, &patch, &error))
+		{
+			out->processed++;
+			if (patch)
+				out->patches = lappend(out->patches, patch);
+			spi_exec_checked("DELETE FROM cluster.dead_letters WHERE id = $1",
+							 1, rtypes, rvalues, NULL, SPI_OK_DELETE);
+			continue;
+		}
+		if (h->function == InvalidOid)
+			error = "the handler has no function to replay with";
+		out->failed++;
+		out->last_error = error;
+		rvalues[1] = CStringGetTextDatum(error);
+		spi_exec_checked("UPDATE cluster.dead_letters SET attempts = attempts + 1, "
+						 "last_error = $2, replay = false, failed_at = pg_catalog.now() WHERE id = $1",
+						 2, rtypes, rvalues, NULL, SPI_OK_UPDATE);
+	}
+}

@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * handler.h
+ *	  A handler as its leader runs it: settings, tracker, and the
+ *	  transactional commit of its cursor and state.
+ *
+ * handler_load() rebuilds the tracker from the handler's row (cursor, done
+ * events above it, attempts of failed events), so that a new leader
+ * re-sends only what was really in flight.  handler_commit() writes what a
+ * batch changed, as deltas, in the caller's transaction, fenced: it
+ * returns false when the leader's fence or the handler's epoch is no
+ * longer current, and the caller must then roll back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_HANDLER_H
+#define CLUSTER_HANDLER_H
+
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+
+#include "pump.h"
+#include "tracker.h"
+
+typedef struct HandlerRun
+{
+	int32		id;
+	char		name[NAMEDATALEN];
+	int32		epoch;
+	Pump	   *pump;
+	Oid			function;		/* InvalidOid: no SQL function */
+	Oid			owner;
+	bool		key_order;
+	int			batch_size;
+	int			max_attempts;
+	int			max_in_flight;
+	bool		paused;
+	bool		replay_pending; /* dead letters were marked for replay */
+	bool		needs_load;		/* tracker must be rebuilt from the row */
+	FmgrInfo	flinfo;
+	Tracker    *tracker;
+	int			blocked_ms;		/* poll backoff while events wait on xmin */
+	int			error_backoff_ms;
+	TimestampTz retry_after;	/* after an unexpected error */
+} HandlerRun;
+
+/* An event given up on, copied out of the tracker (which moves on). */
+typedef struct DeadLetter
+{
+	int64		event_id;
+	Jsonb	   *event;
+	int			attempts;
+	char	   *error;
+} DeadLetter;
+
+/* What one round changed, for handler_commit. */
+typedef struct BatchOutcome
+{
+	int64		processed;
+	int64		failed;
+	List	   *dead;			/* DeadLetter * */
+	List	   *patches;		/* Jsonb *, in order */
+	char	   *last_error;
+} BatchOutcome;
+
+extern void handler_load(HandlerRun *h);
+extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
+						   const char *lease_key, int64 fence);
+extern void handler_record_error(HandlerRun *h, const char *message);
+extern void handler_replay(HandlerRun *h, BatchOutcome *out);
+
+#endif							/* CLUSTER_HANDLER_H */

@@ -1,0 +1,322 @@
+/*-------------------------------------------------------------------------
+ *
+ * leader.c
+ *	  The leader's loop over its handlers.
+ *
+ * A round is one short transaction: read events into the tracker, hand a
+ * batch to the SQL function, move the cursor, commit cursor and state.
+ * A handler gets rounds until it has nothing ready or its time slice is
+ * used; then the next handler's turn comes, and the engine renews its
+ * lease in between.  An unexpected error costs the handler its round and
+ * a backoff, never the engine.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "cluster.h"
+#include "handler.h"
+#include "leader.h"
+#include "shmem.h"
+#include "sql_handler.h"
+#include "xact.h"
+
+#define SLICE_MS 100			/* one handler's share of a pass */
+#define BLOCKED_MIN_MS 5
+#define BLOCKED_MAX_MS 1000
+#define ERROR_MIN_MS 1000
+#define ERROR_MAX_MS 30000
+#define RETENTION_EVERY_MS 60000
+
+static void leader_load(Leader *l);
+
+static long
+round_wait(Leader *l, HandlerRun *h, bool caught_up, TimestampTz now)
+{
+	long		wait = cluster_poll_interval;
+	long		due = tracker_next_due_ms(h->tracker, now);
+
+	if (due >= 0)
+		wait = Min(wait, due);
+	if (caught_up && pump_blocked(h->pump, h->tracker->read_pos))
+	{
+		h->blocked_ms = Min(Max(h->blocked_ms * 2, BLOCKED_MIN_MS), BLOCKED_MAX_MS);
+		wait = Min(wait, h->blocked_ms);
+	}
+	else
+		h->blocked_ms = 0;
+	return wait;
+}
+
+/* One transaction; returns 0 when it did work, else how long to wait. */
+static long
+handler_round(Leader *l, HandlerRun *h)
+{
+	Tracker    *t = h->tracker;
+	BatchOutcome out = {0};
+	TrackedEvent **batch;
+	int			room,
+				got = 0,
+				n;
+	long		wait = 0;
+
+	worker_xact_begin("cluster: pumping");
+	if (h->needs_load)
+		handler_load(h);
+	if (h->replay_pending)
+		handler_replay(h, &out);
+	room = Min(tracker_room(t), h->batch_size);
+	if (room > 0)
+		got = pump_read(h->pump, t, room);
+	batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+	n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch);
+	if (n > 0)
+		sql_handler_run(h, batch, n, &out);
+	if (n == 0 && out.processed == 0 && out.failed == 0)
+		wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
+	else
+	{
+		tracker_advance(t);
+		if (!handler_commit(h, &out, l->lease_key, l->fence))
+		{
+			/* deposed, or the handler was reset: undo the round */
+			worker_xact_abort();
+			h->needs_load = true;
+			l->fence_lost = true;
+			return 0;
+		}
+	}
+	worker_xact_commit();
+	shmem_handler_report(h->id, tracker_waiting(t));
+	return wait;
+}
+
+static long
+handler_failed(HandlerRun *h, MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	ereport(WARNING,
+			(errmsg("cluster handler \"%s\" failed: %s", h->name, edata->message)));
+	h->needs_load = true;
+	h->error_backoff_ms = Min(Max(h->error_backoff_ms * 2, ERROR_MIN_MS), ERROR_MAX_MS);
+	h->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), h->error_backoff_ms);
+
+	worker_xact_begin("cluster: recording a handler error");
+	handler_record_error(h, edata->message);
+	worker_xact_commit();
+	FreeErrorData(edata);
+	return h->error_backoff_ms;
+}
+
+static long
+handler_work(Leader *l, HandlerRun *h)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+	volatile long wait = 0;
+
+	if (h->paused)
+		return cluster_poll_interval;
+	if (h->function == InvalidOid && !h->replay_pending)
+		return cluster_poll_interval;
+	if (start < h->retry_after)
+		return TimestampDifferenceMilliseconds(start, h->retry_after);
+
+	while (wait == 0 && !l->fence_lost &&
+		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), SLICE_MS))
+	{
+		PG_TRY();
+		{
+			wait = handler_round(l, h);
+			h->error_backoff_ms = 0;
+		}
+		PG_CATCH();
+		{
+			wait = handler_failed(h, cxt);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+	}
+	return wait;
+}
+
+long
+leader_work(Leader *l)
+{
+	long		wait = cluster_poll_interval;
+	MemoryContext old = MemoryContextSwitchTo(l->cxt);
+	ListCell   *lc;
+
+	if (l->generation != shmem_config_generation())
+		leader_load(l);
+	foreach(lc, l->handlers)
+		wait = Min(wait, handler_work(l, lfirst(lc)));
+	if (GetCurrentTimestamp() >= l->next_retention)
+	{
+		retention_run(l);
+		l->next_retention = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														RETENTION_EVERY_MS);
+	}
+	MemoryContextSwitchTo(old);
+	return wait;
+}
+
+/*
+ * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
+ * across transactions is allocated explicitly in the leader's context.
+ */
+static Pump *
+pump_for(Leader *l, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	ListCell   *lc;
+	Pump	   *pump;
+	MemoryContext old;
+
+	foreach(lc, l->pumps)
+	{
+		pump = lfirst(lc);
+		if (pump->id == id)
+			return pump;
+	}
+	pump = MemoryContextAllocZero(l->cxt, sizeof(Pump));
+	pump->id = id;
+	strlcpy(pump->name, SPI_getvalue(tup, desc, 12), NAMEDATALEN);
+	pump->builtin = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+	pump->has_created_at = pump->builtin || SPI_getvalue(tup, desc, 20) != NULL;
+	pump->retention = MemoryContextStrdup(l->cxt, SPI_getvalue(tup, desc, 21));
+	pump_prepare(pump, SPI_getvalue(tup, desc, 14),
+				 pump->builtin ? "id" : SPI_getvalue(tup, desc, 15),
+				 pump->builtin ? "txid" : SPI_getvalue(tup, desc, 16),
+				 pump->builtin ? "payload" : SPI_getvalue(tup, desc, 17),
+				 pump->builtin ? "key" : SPI_getvalue(tup, desc, 18),
+				 pump->builtin ? "headers" : SPI_getvalue(tup, desc, 19),
+				 pump->builtin ? "created_at" : SPI_getvalue(tup, desc, 20));
+	old = MemoryContextSwitchTo(l->cxt);
+	l->pumps = lappend(l->pumps, pump);
+	MemoryContextSwitchTo(old);
+	return pump;
+}
+
+static HandlerRun *
+handler_from_row(Leader *l, HeapTuple tup, TupleDesc desc)
+{
+	HandlerRun *h = MemoryContextAllocZero(l->cxt, sizeof(HandlerRun));
+	bool		isnull;
+	bool		missing;
+
+	h->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	strlcpy(h->name, SPI_getvalue(tup, desc, 2), NAMEDATALEN);
+	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	if (isnull)
+		h->function = InvalidOid;
+	missing = DatumGetBool(SPI_getbinval(tup, desc, 22, &isnull));
+	h->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	h->key_order = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	h->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	h->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	h->paused = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	h->pump = pump_for(l, tup, desc);
+	h->tracker = tracker_create(l->cxt, h->max_in_flight, h->key_order);
+	h->needs_load = true;
+	if (missing)
+	{
+		ereport(WARNING,
+				(errmsg("function of cluster handler \"%s\" does not exist", h->name),
+				 errhint("Set another one with cluster.alter_handler().")));
+		h->function = InvalidOid;
+	}
+	if (h->function != InvalidOid)
+		fmgr_info_cxt(h->function, &h->flinfo, l->cxt);
+	return h;
+}
+
+static void
+leader_unload(Leader *l)
+{
+	ListCell   *lc;
+
+	foreach(lc, l->pumps)
+		pump_release(lfirst(lc));
+	l->pumps = NIL;
+	l->handlers = NIL;
+	MemoryContextReset(l->cxt);
+	shmem_handler_forget();
+}
+
+/* Pumps and handlers of this coordinator, as they are now. */
+static void
+leader_load(Leader *l)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(l->coordinator_id)};
+	SPITupleTable *rows;
+	uint64		n;
+
+	leader_unload(l);
+	l->generation = shmem_config_generation();
+	worker_xact_begin("cluster: loading pumps and handlers");
+	spi_exec_checked("SELECT h.id, h.name, h.function::pg_catalog.oid, h.owner::pg_catalog.oid, "
+					 "       h.ordering = 'key', h.batch_size, h.max_attempts, h.max_in_flight, h.paused, "
+					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
+					 "       p.id, p.name, p.source IS NULL, "
+					 "       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END, "
+					 "       p.id_column, p.txid_column, p.payload_column, p.key_column, "
+					 "       p.headers_column, p.created_at_column, p.retention::pg_catalog.text, "
+					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function) "
+					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
+					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid = p.source "
+					 "  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 row = 0; row < n; row++)
+	{
+		HandlerRun *h = handler_from_row(l, rows->vals[row], rows->tupdesc);
+		MemoryContext old = MemoryContextSwitchTo(l->cxt);
+
+		l->handlers = lappend(l->handlers, h);
+		MemoryContextSwitchTo(old);
+	}
+	worker_xact_commit();
+}
+
+void
+leader_start(Leader *l, int32 coordinator_id, const char *coordinator,
+			 int64 fence)
+{
+	memset(l, 0, sizeof(Leader));
+	l->coordinator_id = coordinator_id;
+	snprintf(l->lease_key, sizeof(l->lease_key), "coordinator/%s", coordinator);
+	l->fence = fence;
+	l->cxt = AllocSetContextCreate(TopMemoryContext, "cluster leader",
+								   ALLOCSET_DEFAULT_SIZES);
+	l->generation = shmem_config_generation() - 1;	/* load at first work */
+}
+
+void
+leader_stop(Leader *l)
+{
+	if (l->cxt == NULL)
+		return;
+	leader_unload(l);
+	MemoryContextDelete(l->cxt);
+	l->cxt = NULL;
+}

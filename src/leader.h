@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * leader.h
+ *	  The leader's work: pump every handler of the coordinator's pumps.
+ *
+ * leader_start() is called when an engine takes the lease, leader_stop()
+ * when it loses or gives it up (everything in memory is forgotten: the
+ * next leader starts from the committed cursors).  leader_work() does one
+ * pass over the handlers and returns how long the engine may sleep; it
+ * never leaves a transaction open.  It sets fence_lost when a commit found
+ * the fence changed, so that the engine re-checks its lease at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_LEADER_H
+#define CLUSTER_LEADER_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+typedef struct Leader
+{
+	int32		coordinator_id;
+	char		lease_key[NAMEDATALEN + 16];
+	int64		fence;
+	MemoryContext cxt;
+	uint64		generation;		/* of the pump and handler settings loaded */
+	List	   *pumps;			/* Pump * */
+	List	   *handlers;		/* HandlerRun * */
+	TimestampTz next_retention;
+	bool		fence_lost;
+} Leader;
+
+extern void leader_start(Leader *l, int32 coordinator_id,
+						 const char *coordinator, int64 fence);
+extern long leader_work(Leader *l);
+extern void leader_stop(Leader *l);
+
+/* retention.c */
+extern void retention_run(Leader *l);
+
+#endif							/* CLUSTER_LEADER_H */

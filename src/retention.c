@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *	  Delete events every handler of their pump has passed, once they are
+ *	  older than the pump's retention.
+ *
+ * Small batches, each in its own transaction, so no lock is held long and
+ * the leader's other work goes on.  A pump without handlers, or a user
+ * table without a created_at column, keeps its events.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+#include "leader.h"
+#include "pump.h"
+#include "xact.h"
+
+#define RETENTION_BATCH 1000
+#define RETENTION_BUDGET_MS 200
+
+/* The lowest cursor of the pump's handlers; false when it has none. */
+static bool
+pump_low_cursor(Pump *pump, EventPos *low)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(pump->id)};
+	bool		isnull;
+
+	spi_exec_checked("SELECT (state #>> '{cursor,0}')::pg_catalog.xid8 t, "
+					 "(state #>> '{cursor,1}')::pg_catalog.int8 i "
+					 "FROM cluster.handler WHERE pump_id = $1 ORDER BY t, i LIMIT 1",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	low->txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 1, &isnull)));
+	low->id = DatumGetInt64(spi_getdatum(0, 2, &isnull));
+	return true;
+}
+
+static void
+retention_pump(Pump *pump, TimestampTz start)
+{
+	uint64		deleted;
+
+	do
+	{
+		EventPos	low;
+
+		worker_xact_begin("cluster: deleting passed events");
+		deleted = 0;
+		if (pump_low_cursor(pump, &low))
+			deleted = pump_delete_passed(pump, low, RETENTION_BATCH);
+		worker_xact_commit();
+	} while (deleted == RETENTION_BATCH &&
+			 !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), RETENTION_BUDGET_MS));
+}
+
+void
+retention_run(Leader *l)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+	ListCell   *lc;
+
+	foreach(lc, l->pumps)
+	{
+		Pump	   *pump = lfirst(lc);
+
+		if (pump->delete_plan == NULL)
+			continue;
+		PG_TRY();
+		{
+			retention_pump(pump, start);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			ereport(WARNING,
+					(errmsg("retention of cluster pump \"%s\" failed: %s",
+							pump->name, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+	}
+}

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_handler.h
+ *	  Run a handler's SQL function on a batch of events.
+ *
+ * The function gets the batch as one jsonb array of events in the wire
+ * form (with "attempt"), runs as the handler's owner, inside a
+ * subtransaction: an error rolls back that call alone.  A returned patch
+ * is checked in the same subtransaction, so a bad patch fails the batch.
+ * A failed batch is retried event by event to isolate the bad event; with
+ * key ordering, events after a failed one of the same key are held back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_SQL_HANDLER_H
+#define CLUSTER_SQL_HANDLER_H
+
+#include "handler.h"
+
+extern void sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n,
+							BatchOutcome *out);
+extern bool sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts,
+							 int n, Jsonb **patch, char **error);
+
+#endif							/* CLUSTER_SQL_HANDLER_H */

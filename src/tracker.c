@@ -1,0 +1,276 @@
+/*-------------------------------------------------------------------------
+ *
+ * tracker.c
+ *	  The delivery tracker of one handler.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "tracker.h"
+
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
+
+int
+eventpos_cmp(EventPos a, EventPos b)
+{
+	if (a.txid != b.txid)
+		return a.txid < b.txid ? -1 : 1;
+	if (a.id != b.id)
+		return a.id < b.id ? -1 : 1;
+	return 0;
+}
+
+Tracker *
+tracker_create(MemoryContext parent, int capacity, bool key_order)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "cluster tracker",
+											  ALLOCSET_DEFAULT_SIZES);
+	Tracker    *t = MemoryContextAllocZero(cxt, sizeof(Tracker));
+
+	t->cxt = cxt;
+	t->capacity = capacity;
+	t->key_order = key_order;
+	t->events = MemoryContextAllocZero(cxt, sizeof(TrackedEvent) * capacity);
+	return t;
+}
+
+/* Forget everything: the next events are read after "cursor". */
+void
+tracker_reset(Tracker *t, EventPos cursor)
+{
+	for (int i = 0; i < t->count; i++)
+	{
+		pfree(t->events[i].event);
+		if (t->events[i].last_error)
+			pfree(t->events[i].last_error);
+	}
+	t->count = 0;
+	t->cursor = cursor;
+	t->read_pos = cursor;
+	t->n_restore = 0;
+}
+
+/*
+ * What the last leader left above the cursor: done events (attempts -1)
+ * and failed ones with their attempt counts.  Applied as they are read.
+ */
+void
+tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts)
+{
+	MemoryContext old = MemoryContextSwitchTo(t->cxt);
+
+	t->n_restore = n;
+	t->next_restore = 0;
+	t->restore_pos = palloc(sizeof(EventPos) * Max(n, 1));
+	t->restore_attempts = palloc(sizeof(int) * Max(n, 1));
+	memcpy(t->restore_pos, pos, sizeof(EventPos) * n);
+	memcpy(t->restore_attempts, attempts, sizeof(int) * n);
+	MemoryContextSwitchTo(old);
+}
+
+int
+tracker_room(Tracker *t)
+{
+	return t->capacity - t->count;
+}
+
+void
+tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event)
+{
+	TrackedEvent *ev = &t->events[t->count++];
+
+	Assert(t->count <= t->capacity);
+	Assert(eventpos_cmp(pos, t->read_pos) > 0);
+	memset(ev, 0, sizeof(TrackedEvent));
+	ev->pos = pos;
+	ev->has_key = (key != NULL);
+	ev->key_hash = key ? hash_bytes((const unsigned char *) key, strlen(key)) : 0;
+	ev->event = (Jsonb *) MemoryContextAlloc(t->cxt, VARSIZE(event));
+	memcpy(ev->event, event, VARSIZE(event));
+	t->read_pos = pos;
+
+	while (t->next_restore < t->n_restore &&
+		   eventpos_cmp(t->restore_pos[t->next_restore], pos) < 0)
+		t->next_restore++;
+	if (t->next_restore < t->n_restore &&
+		eventpos_cmp(t->restore_pos[t->next_restore], pos) == 0)
+	{
+		int			attempts = t->restore_attempts[t->next_restore++];
+
+		if (attempts < 0)
+			ev->done = true;
+		else
+			ev->attempts = attempts;
+	}
+}
+
+static bool
+key_blocked(uint32 *blocked, int n, uint32 hash)
+{
+	for (int i = 0; i < n; i++)
+		if (blocked[i] == hash)
+			return true;
+	return false;
+}
+
+/*
+ * Choose up to "max" events to hand out now, in order.  With key ordering,
+ * an event whose key has an earlier event still to do (waiting or in
+ * flight elsewhere) is held back; hash collisions only hold back more.
+ */
+int
+tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch)
+{
+	int			n = 0;
+	int			n_blocked = 0;
+	uint32	   *blocked = t->key_order ? palloc(sizeof(uint32) * Max(t->count, 1)) : NULL;
+
+	for (int i = 0; i < t->count && n < max; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+		bool		ready = !ev->done && !ev->selected && ev->not_before <= now;
+
+		if (ev->done)
+			continue;
+		if (ready && t->key_order && ev->has_key &&
+			key_blocked(blocked, n_blocked, ev->key_hash))
+			ready = false;
+		if (ready)
+		{
+			ev->selected = true;
+			batch[n++] = ev;
+		}
+		else if (t->key_order && ev->has_key)
+			blocked[n_blocked++] = ev->key_hash;
+	}
+	if (blocked)
+		pfree(blocked);
+	return n;
+}
+
+void
+tracker_done(Tracker *t, TrackedEvent *ev)
+{
+	ev->done = true;
+	ev->selected = false;
+}
+
+/*
+ * A failed attempt.  Returns true when the event has used its attempts:
+ * the caller dead-letters it and marks it done.
+ */
+bool
+tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
+			   int max_attempts, TimestampTz now)
+{
+	int			backoff = RETRY_MIN_MS;
+
+	ev->selected = false;
+	ev->attempts++;
+	if (ev->last_error)
+		pfree(ev->last_error);
+	ev->last_error = MemoryContextStrdup(t->cxt, error ? error : "");
+	if (ev->attempts >= max_attempts)
+		return true;
+	for (int i = 1; i < ev->attempts && backoff < RETRY_MAX_MS; i++)
+		backoff *= 2;
+	ev->not_before = TimestampTzPlusMilliseconds(now, Min(backoff, RETRY_MAX_MS));
+	return false;
+}
+
+/* Move the cursor over the done events at the head; true if it moved. */
+bool
+tracker_advance(Tracker *t)
+{
+	int			n = 0;
+
+	while (n < t->count && t->events[n].done)
+	{
+		t->cursor = t->events[n].pos;
+		pfree(t->events[n].event);
+		if (t->events[n].last_error)
+			pfree(t->events[n].last_error);
+		n++;
+	}
+	if (n == 0)
+		return false;
+	t->count -= n;
+	memmove(t->events, t->events + n, sizeof(TrackedEvent) * t->count);
+	return true;
+}
+
+/* Events read and not yet done. */
+int
+tracker_waiting(Tracker *t)
+{
+	int			n = 0;
+
+	for (int i = 0; i < t->count; i++)
+		if (!t->events[i].done)
+			n++;
+	return n;
+}
+
+/* ms until the earliest retry is due; -1 when none waits. */
+long
+tracker_next_due_ms(Tracker *t, TimestampTz now)
+{
+	TimestampTz next = 0;
+
+	for (int i = 0; i < t->count; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+
+		if (!ev->done && !ev->selected && (next == 0 || ev->not_before < next))
+			next = ev->not_before;
+	}
+	if (next == 0)
+		return -1;
+	return next <= now ? 0 : TimestampDifferenceMilliseconds(now, next);
+}
+
+/*
+ * The persistent part, as JSON for cluster._commit_handler: the cursor,
+ * the done events above it, and the attempts of failed events (keyed by
+ * id, with their txid, so that the next leader can place them).
+ */
+void
+tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
+				   StringInfo retry)
+{
+	bool		first_done = true;
+	bool		first_retry = true;
+
+	appendStringInfo(cursor, "[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
+					 t->cursor.txid, t->cursor.id);
+	appendStringInfoChar(done, '[');
+	appendStringInfoChar(retry, '{');
+	for (int i = 0; i < t->count; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+
+		if (ev->done)
+		{
+			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
+							 first_done ? "" : ", ", ev->pos.txid, ev->pos.id);
+			first_done = false;
+		}
+		else if (ev->attempts > 0)
+		{
+			appendStringInfo(retry, "%s\"" INT64_FORMAT "\": {\"txid\": \"" UINT64_FORMAT "\", \"attempts\": %d, \"error\": ",
+							 first_retry ? "" : ", ", ev->pos.id, ev->pos.txid, ev->attempts);
+			escape_json(retry, ev->last_error ? ev->last_error : "");
+			appendStringInfoChar(retry, '}');
+			first_retry = false;
+		}
+	}
+	appendStringInfoChar(done, ']');
+	appendStringInfoChar(retry, '}');
+}

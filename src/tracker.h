@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * tracker.h
+ *	  The delivery tracker: one handler's events between its cursor and
+ *	  what has been read, and which of them may be handed out next.
+ *
+ * Events enter in (txid, id) order, at most max_in_flight at a time.  An
+ * event is done once handled or dead-lettered; the cursor moves over done
+ * events at the head only, so it never passes an event still to do.  A
+ * failed event waits for its backoff (1 s doubling to 30 s); with key
+ * ordering, later events of the same key wait behind it.  Nothing here
+ * touches the database: the leader persists what the tracker reports.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_TRACKER_H
+#define CLUSTER_TRACKER_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+typedef struct EventPos
+{
+	uint64		txid;
+	int64		id;
+} EventPos;
+
+typedef struct TrackedEvent
+{
+	EventPos	pos;
+	uint32		key_hash;		/* 0: no key */
+	bool		has_key;
+	Jsonb	   *event;			/* wire form, without "attempt" */
+	int			attempts;		/* failed attempts so far */
+	TimestampTz not_before;
+	char	   *last_error;
+	bool		done;
+	bool		selected;		/* in the batch being handled */
+} TrackedEvent;
+
+typedef struct Tracker
+{
+	MemoryContext cxt;
+	EventPos	cursor;			/* everything up to here is done */
+	EventPos	read_pos;		/* everything up to here has been read */
+	bool		key_order;
+	int			capacity;		/* max_in_flight */
+	int			count;
+	TrackedEvent *events;		/* [count], in (txid, id) order */
+	/* state of the last run, from the handler's row, in (txid, id) order */
+	int			n_restore;
+	int			next_restore;
+	EventPos   *restore_pos;
+	int		   *restore_attempts;	/* -1: done */
+} Tracker;
+
+extern int	eventpos_cmp(EventPos a, EventPos b);
+extern Tracker *tracker_create(MemoryContext parent, int capacity, bool key_order);
+extern void tracker_reset(Tracker *t, EventPos cursor);
+extern void tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts);
+extern int	tracker_room(Tracker *t);
+extern void tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event);
+extern int	tracker_select(Tracker *t, int max, TimestampTz now,
+						   TrackedEvent **batch);
+extern void tracker_done(Tracker *t, TrackedEvent *ev);
+extern bool tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
+						   int max_attempts, TimestampTz now);
+extern bool tracker_advance(Tracker *t);
+extern int	tracker_waiting(Tracker *t);
+extern long tracker_next_due_ms(Tracker *t, TimestampTz now);
+extern void tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
+							   StringInfo retry);
+
+#endif							/* CLUSTER_TRACKER_H */

@@ -15,9 +15,10 @@ PG_CONFIG ?= pg_config
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 PG_CPPFLAGS = -I$(srcdir)/src
 
-# pg_regress suites (sql/NAME.sql, expected/NAME.out)
+# pg_regress suites (sql/NAME.sql, expected/NAME.out); the isolation specs
+# run in "postgres", where the engines of the instance run too
 REGRESS_TESTS = coordination coordinators privileges
-ISOLATION_TESTS = lease_race kv_race
+ISOLATION_TESTS = lease_race kv_race publish_order
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -53,7 +54,7 @@ test-isolation:
 	$(PGXS_DIR)/test/isolation/pg_isolation_regress --bindir='$(BINDIR)' \
 		--temp-instance=$(OUT)/isolation/instance --temp-config=test/cluster.conf \
 		--inputdir=test/isolation --outputdir=$(OUT)/isolation \
-		--dbname=cluster_isolation $(ISOLATION_TESTS)
+		--dbname=postgres --use-existing $(ISOLATION_TESTS)
 
 test-tap:
 	rm -rf $(OUT)/tap && mkdir -p $(OUT)/tap

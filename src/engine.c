@@ -109,7 +109,7 @@ engine_try_lead(Engine *e)
 			ereport(LOG,
 					(errmsg("cluster engine is now leader of coordinator \"%s\" with fence " INT64_FORMAT,
 							e->slot->coordinator, e->fence)));
-			return e->ttl_ms / 3;
+			return 0;			/* start leading at once */
 		case LEASE_NO_COORDINATOR:
 			engine_retire();
 			break;

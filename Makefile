@@ -17,7 +17,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out); the isolation specs
 # run in "postgres", where the engines of the instance run too
-REGRESS_TESTS = coordination coordinators privileges
+REGRESS_TESTS = coordination coordinators privileges pumps
 ISOLATION_TESTS = lease_race kv_race publish_order
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -60,7 +60,7 @@ test-tap:
 	rm -rf $(OUT)/tap && mkdir -p $(OUT)/tap
 	TESTDIR='$(CURDIR)/$(OUT)/tap' PATH="$(BINDIR):$$PATH" \
 	PG_REGRESS='$(PGXS_DIR)/test/regress/pg_regress' \
-	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) test/t/*.pl
+	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
 
 demo: setup
 	$(MAKE) all

@@ -135,7 +135,8 @@ record_failure(HandlerRun *h, TrackedEvent *ev, char *error, BatchOutcome *out)
 		DeadLetter *dl = palloc(sizeof(DeadLetter));
 
 		dl->event_id = ev->pos.id;
-		dl->event = (Jsonb *) pnstrdup((char *) ev->event, VARSIZE(ev->event));
+		dl->event = palloc(VARSIZE(ev->event));
+		memcpy(dl->event, ev->event, VARSIZE(ev->event));
 		dl->attempts = ev->attempts;
 		dl->error = error;
 		out->dead = lappend(out->dead, dl);

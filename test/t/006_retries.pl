@@ -1,0 +1,101 @@
+# Failures: a failing event is retried with backoff and dead-lettered after
+# max_attempts with its error while the other events pass; with key
+# ordering, later events of its key wait behind it; a replay hands a dead
+# letter to the handler again.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $node = cluster_node('retries');
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION cluster;
+	CREATE TABLE done_order (seq bigserial, event_id bigint, key text, attempt int);
+	-- payload.fail_times: fail that many attempts; payload.poison: always fail
+	CREATE FUNCTION flaky(batch jsonb) RETURNS void LANGUAGE plpgsql AS $$
+	DECLARE
+		e jsonb;
+	BEGIN
+		FOR e IN SELECT * FROM jsonb_array_elements(batch) LOOP
+			IF coalesce((e -> 'payload' ->> 'fail_times')::int, 0) >= (e ->> 'attempt')::int THEN
+				RAISE EXCEPTION 'event % fails on attempt %', e ->> 'id', e ->> 'attempt';
+			END IF;
+			IF (e -> 'payload' ->> 'poison')::boolean THEN
+				RAISE EXCEPTION 'poison event %', e ->> 'id';
+			END IF;
+			INSERT INTO done_order (event_id, key, attempt)
+			VALUES ((e ->> 'id')::bigint, e ->> 'key', (e ->> 'attempt')::int);
+		END LOOP;
+	END $$;
+	SELECT cluster.create_pump('jobs');
+	SELECT cluster.create_handler('worker', 'jobs', 'flaky(jsonb)', max_attempts => 3);
+	SELECT cluster.publish_batch('jobs', '[
+		{"key": "a", "payload": {"name": "a1", "fail_times": 2}},
+		{"key": "b", "payload": {"name": "b1"}},
+		{"key": "a", "payload": {"name": "a2"}},
+		{"key": "b", "payload": {"name": "b2", "poison": true}},
+		{"key": "c", "payload": {"name": "c1"}},
+		{"key": "a", "payload": {"name": "a3"}},
+		{"key": "b", "payload": {"name": "b3"}},
+		{"key": "c", "payload": {"name": "c2"}}
+	]');
+});
+
+sub names
+{
+	my ($where) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(e.payload ->> 'name', ',' ORDER BY d.seq) FROM done_order d "
+		  . "JOIN cluster.events e ON e.id = d.event_id WHERE $where");
+}
+
+ok(defined poll_until($node,
+		"SELECT lag_events = 0 FROM cluster.handlers WHERE name = 'worker'", 't', 60),
+	'the handler passed every event');
+is(names("d.key = 'a'"), 'a1,a2,a3', 'key a in order although a1 failed twice');
+is(names("e.payload ->> 'name' = 'a1'") , 'a1', 'a1 handled once');
+is($node->safe_psql('postgres',
+		"SELECT d.attempt FROM done_order d JOIN cluster.events e ON e.id = d.event_id "
+		  . "WHERE e.payload ->> 'name' = 'a1'"),
+	'3', 'a1 succeeded on its third attempt');
+is(names("d.key = 'b'"), 'b1,b3', 'key b: b3 after the poison b2 was given up');
+is(names("d.key = 'c'"), 'c1,c2', 'key c flowed');
+is($node->safe_psql('postgres',
+		"SELECT max(seq) FILTER (WHERE key = 'c') < min(seq) FILTER (WHERE key = 'a' AND attempt = 3) "
+		  . "FROM done_order"),
+	't', 'key c did not wait for the retries of key a');
+
+is($node->safe_psql('postgres',
+		"SELECT e.payload ->> 'name', d.attempts, d.last_error FROM cluster.dead_letters d "
+		  . "JOIN cluster.events e ON e.id = d.event_id"),
+	"b2|3|poison event " . $node->safe_psql('postgres',
+		"SELECT id FROM cluster.events WHERE payload ->> 'name' = 'b2'"),
+	'b2 dead-lettered after 3 attempts with its error');
+is($node->safe_psql('postgres',
+		"SELECT dead_letters, retrying, last_error LIKE 'poison event %' FROM cluster.handlers"),
+	'1|0|t', 'cluster.handlers shows the dead letter and the last error');
+
+# the fix is deployed: replay the dead letter
+$node->safe_psql('postgres', q{
+	CREATE OR REPLACE FUNCTION flaky(batch jsonb) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO done_order (event_id, key, attempt)
+		SELECT (e ->> 'id')::bigint, e ->> 'key', (e ->> 'attempt')::int
+		  FROM jsonb_array_elements(batch) e;
+	END $$;
+});
+is($node->safe_psql('postgres', "SELECT cluster.replay_dead_letters('worker')"), '1',
+	'one dead letter marked for replay');
+ok(defined poll_until($node, 'SELECT count(*) FROM cluster.dead_letters', '0'),
+	'the replay succeeded and removed the dead letter');
+is(names("e.payload ->> 'name' = 'b2'"), 'b2', 'b2 handled once, by the replay');
+is($node->safe_psql('postgres',
+		"SELECT d.attempt FROM done_order d JOIN cluster.events e ON e.id = d.event_id "
+		  . "WHERE e.payload ->> 'name' = 'b2'"),
+	'4', 'the replay was its fourth attempt');
+
+$node->stop;
+done_testing();

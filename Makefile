@@ -73,6 +73,7 @@ bench: setup
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
 	$(RUN_AS) bench/idle $(OUT)/bench/idle
+	$(RUN_AS) bench/pump $(OUT)/bench/pump
 
 # The extension under valgrind: a server whose processes all run under
 # memcheck goes through leadership changes and every SQL function; any

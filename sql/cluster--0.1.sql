@@ -413,6 +413,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM cluster._check_text('name', $1, 63);
+	IF EXISTS (SELECT FROM cluster.pump p JOIN cluster.coordinator c ON c.id = p.coordinator_id
+				WHERE c.name = $1) THEN
+		RAISE EXCEPTION 'coordinator "%" still runs pumps', $1
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop them first with cluster.drop_pump().';
+	END IF;
 	DELETE FROM cluster.coordinator AS c WHERE c.name = $1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'coordinator "%" does not exist', $1
@@ -679,9 +685,9 @@ RETURNS void LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	found regtype;
+	actual regtype;
 BEGIN
-	SELECT atttypid::regtype INTO found FROM pg_attribute
+	SELECT atttypid::regtype INTO actual FROM pg_attribute
 	 WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
@@ -690,8 +696,8 @@ BEGIN
 				  HINT = CASE WHEN arg = 'txid'
 					THEN format('Add it with: ALTER TABLE %s ADD COLUMN %I xid8 NOT NULL DEFAULT pg_current_xact_id(); or name another column with %s_column.', tbl, col, arg)
 					ELSE format('Add a column of type %s, or name another column with %s_column.', types[1], arg) END;
-	ELSIF NOT found = ANY (types) THEN
-		RAISE EXCEPTION 'column "%" of relation % has type %, not %', col, tbl, found,
+	ELSIF NOT actual = ANY (types) THEN
+		RAISE EXCEPTION 'column "%" of relation % has type %, not %', col, tbl, actual,
 			array_to_string(types::text[], ' or ')
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = format('The pump reads it as its %s column.', arg),
@@ -712,8 +718,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	coordinator_id int;
+	pump_id int;
 BEGIN
 	PERFORM cluster._check_text('name', $1, 63);
+	IF EXISTS (SELECT FROM cluster.pump p WHERE p.name = $1) THEN
+		RAISE EXCEPTION 'pump "%" already exists', $1 USING ERRCODE = 'duplicate_object';
+	END IF;
 	PERFORM cluster._check_text('coordinator', $3, 63);
 	PERFORM cluster._check_interval('retention', $4, interval '1 second');
 	SELECT c.id INTO coordinator_id FROM cluster.coordinator c WHERE c.name = $3;
@@ -743,15 +753,18 @@ BEGIN
 				USING HINT = format('Reading will scan the table; create one with: CREATE INDEX ON %s (%I, %I);',
 									source, txid_column, id_column);
 		END IF;
-		/* wake the leader at the commit of inserts into the source */
-		EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION cluster._wake_leaders()',
-					   'cluster_wake_' || $1, source);
 	END IF;
 	INSERT INTO cluster.pump (name, coordinator_id, source, id_column, txid_column,
 							  payload_column, key_column, headers_column,
 							  created_at_column, retention)
 	VALUES ($1, coordinator_id, source, id_column, txid_column, payload_column,
-			key_column, headers_column, created_at_column, $4);
+			key_column, headers_column, created_at_column, $4)
+	RETURNING id INTO pump_id;
+	IF source IS NOT NULL THEN
+		/* wake the leader at the commit of inserts into the source */
+		EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION cluster._wake_leaders()',
+					   'cluster_pump_' || pump_id, source);
+	END IF;
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'pump "%" already exists', $1 USING ERRCODE = 'duplicate_object';
@@ -778,7 +791,7 @@ BEGIN
 				  HINT = 'Drop them first with cluster.drop_handler().';
 	END IF;
 	IF p.source IS NOT NULL THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_wake_' || p.name, p.source);
+		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || p.id, p.source);
 	END IF;
 	DELETE FROM cluster.pump WHERE id = p.id;
 END
@@ -1193,7 +1206,7 @@ COMMENT ON VIEW cluster.pumps IS 'every pump: its source, coordinator, retention
 
 /* Committed events of a pump after a cursor: how many, and the age of the oldest. */
 CREATE FUNCTION cluster._lag(p cluster.pump, cursor jsonb, OUT events bigint, OUT seconds double precision)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -1298,6 +1311,8 @@ GRANT EXECUTE ON FUNCTION
 	cluster._lag(cluster.pump, jsonb)
 TO cluster_admin;
 GRANT EXECUTE ON FUNCTION cluster._lag(cluster.pump, jsonb) TO cluster_worker;
+/* create_pump puts this trigger on the admin's own outbox table */
+GRANT EXECUTE ON FUNCTION cluster._wake_leaders() TO cluster_admin;
 
 GRANT EXECUTE ON FUNCTION
 	cluster.acquire_lease(text, text, interval),

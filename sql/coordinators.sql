@@ -20,6 +20,10 @@ SELECT cluster.create_coordinator('x', standby_engines => NULL);
 
 SELECT cluster.drop_coordinator('search');
 SELECT cluster.drop_coordinator('search');
+-- a coordinator that runs pumps stays
+SELECT cluster.create_pump('invoices', coordinator => 'billing');
+SELECT cluster.drop_coordinator('billing');
+SELECT cluster.drop_pump('invoices');
 SELECT cluster.drop_coordinator(NULL);
 SELECT name FROM cluster.coordinators ORDER BY name;
 

@@ -73,6 +73,68 @@ SELECT cluster.create_coordinator('billing');
 SELECT cluster.create_pump('invoices', coordinator => 'billing', retention => '7 days');
 SELECT name, source, coordinator, retention, handlers FROM cluster.pumps ORDER BY name;
 SELECT cluster.create_pump('no_table', 'no_such_table');
+
+-- a user table (outbox) with the default column names
+CREATE TABLE outbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    payload jsonb NOT NULL
+);
+CREATE INDEX ON outbox (txid, id);
+SELECT cluster.create_pump('outbox', 'outbox');
+-- inserts into it wake the leaders
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal;
+
+-- column mapping
+CREATE TABLE mapped (
+    seq int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    body jsonb NOT NULL,
+    partition_key varchar(100),
+    meta jsonb,
+    inserted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON mapped (xact, seq);
+SELECT cluster.create_pump('mapped', 'mapped', id_column => 'seq', txid_column => 'xact',
+                           payload_column => 'body', key_column => 'partition_key',
+                           headers_column => 'meta', created_at_column => 'inserted_at');
+SELECT name, id_column, txid_column, payload_column, key_column, headers_column,
+       created_at_column
+  FROM cluster.pump WHERE source IS NOT NULL ORDER BY name;
+SELECT name, source, coordinator, retention FROM cluster.pumps ORDER BY name;
+
+-- errors: each names the column and says how to fix it
+CREATE TABLE no_id (txid xid8 NOT NULL DEFAULT pg_current_xact_id(), payload jsonb);
+SELECT cluster.create_pump('no_id', 'no_id');
+CREATE TABLE no_txid (id bigint, payload jsonb);
+SELECT cluster.create_pump('no_txid', 'no_txid');
+CREATE TABLE bigint_txid (id bigint, txid bigint, payload jsonb);
+SELECT cluster.create_pump('bigint_txid', 'bigint_txid');
+CREATE TABLE json_payload (id bigint, txid xid8 DEFAULT pg_current_xact_id(), payload json);
+SELECT cluster.create_pump('json_payload', 'json_payload');
+SELECT cluster.create_pump('bad_key', 'outbox', key_column => 'nope');
+SELECT cluster.create_pump('bad_key', 'mapped', id_column => 'seq', txid_column => 'xact',
+                           payload_column => 'body', key_column => 'meta');
+SELECT cluster.create_pump('bad_headers', 'mapped', id_column => 'seq', txid_column => 'xact',
+                           payload_column => 'body', headers_column => 'partition_key');
+SELECT cluster.create_pump('bad_created_at', 'mapped', id_column => 'seq', txid_column => 'xact',
+                           payload_column => 'body', created_at_column => 'xact');
+-- the name of a pump of the built-in events
+SELECT cluster.create_pump('orders', 'outbox');
+-- none of them left a pump or a trigger behind
+SELECT count(*) AS pumps FROM cluster.pump;
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgname LIKE 'cluster\_pump\_%' AND NOT tgisinternal ORDER BY 2;
+
+-- no index on (txid, id): a notice says which one to create
+CREATE TABLE unindexed (id bigint, txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                        payload jsonb NOT NULL);
+SELECT cluster.create_pump('unindexed', 'unindexed');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'unindexed'::regclass AND NOT tgisinternal;
+-- drop_pump removes the trigger
+SELECT cluster.drop_pump('unindexed');
+SELECT count(*) AS triggers FROM pg_trigger
+ WHERE tgrelid = 'unindexed'::regclass AND NOT tgisinternal;
 SELECT cluster.drop_pump('unindexed');
 SELECT cluster.drop_pump(NULL);
 
@@ -91,7 +153,10 @@ CREATE PROCEDURE handle_proc(batch jsonb) LANGUAGE sql AS $$ SELECT $$;
 -- defaults: no function, ordering by key, not paused, at the first event
 SELECT cluster.create_handler('mail', 'orders');
 SELECT cluster.create_handler('search', 'orders', 'handle_patch(jsonb)', ordering => 'none');
-SELECT name, pump, function, owner, ordering, paused FROM cluster.handlers ORDER BY name;
+SELECT cluster.create_handler('audit', 'outbox', 'handle_void(jsonb)', batch_size => 10,
+                              max_attempts => 3, ack_timeout => '5 s', max_in_flight => 10);
+SELECT name, pump, function, owner = current_user::regrole AS mine, ordering, paused
+  FROM cluster.handlers ORDER BY name;
 SELECT name, batch_size, max_attempts, ack_timeout, max_in_flight, epoch
   FROM cluster.handler ORDER BY name;
 SELECT name, cursor, lag_events, lag_seconds >= 0 AS lag_seconds_ok, in_flight, retrying,
@@ -128,6 +193,9 @@ SELECT name FROM cluster.handler ORDER BY name;
 
 -- a pump with handlers can't be dropped
 SELECT cluster.drop_pump('orders');
+SELECT cluster.drop_pump('outbox');
+SELECT count(*) AS triggers FROM pg_trigger
+ WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal;
 
 -- alter_handler: NULL keeps a setting
 SELECT cluster.alter_handler('mail', batch_size => 50);
@@ -180,6 +248,25 @@ SELECT cluster.reset_handler('mail', NULL);
 SELECT cluster.reset_handler('nobody', 'start');
 SELECT epoch FROM cluster.handler WHERE name = 'mail';
 
+-- a user table's handler: lag counts the table's rows
+INSERT INTO outbox (payload) VALUES ('{"a": 1}'), ('{"a": 2}');
+SELECT name, cursor, lag_events FROM cluster.handlers WHERE name = 'audit';
+SELECT cluster.reset_handler('audit', 'end');
+SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'audit';
+SELECT cluster.reset_handler('audit', 'start');
+SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'audit';
+-- resetting to a timestamp needs created_at_column
+SELECT cluster.reset_handler('audit', '2000-01-01 00:00:00+00');
+-- the mapped columns are used
+SELECT cluster.create_handler('mapped_reader', 'mapped');
+INSERT INTO mapped (body, partition_key) VALUES ('{"b": 1}', 'p');
+SELECT name, cursor, lag_events, lag_seconds >= 0 AS lag_seconds_ok
+  FROM cluster.handlers WHERE name = 'mapped_reader';
+SELECT cluster.reset_handler('mapped_reader', 'infinity');
+SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'mapped_reader';
+SELECT cluster.reset_handler('mapped_reader', '2000-01-01 00:00:00+00');
+SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'mapped_reader';
+
 -- handler_state
 SELECT cluster.handler_state('search');
 SELECT cluster.handler_state('nobody');
@@ -217,11 +304,18 @@ CREATE ROLE pump_app IN ROLE cluster_worker;
 CREATE ROLE pump_nobody;
 CREATE FUNCTION handle_private(batch jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 REVOKE EXECUTE ON FUNCTION handle_private(jsonb) FROM PUBLIC;
+CREATE TABLE admin_outbox (id bigint, txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                           payload jsonb NOT NULL);
+CREATE INDEX ON admin_outbox (txid, id);
+ALTER TABLE admin_outbox OWNER TO pump_admin_a;
 
 -- an admin manages pumps
 SET ROLE pump_admin_a;
 SELECT cluster.create_pump('admin_stream');
 SELECT cluster.drop_pump('admin_stream');
+SELECT cluster.create_pump('admin_outbox', 'admin_outbox');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'admin_outbox'::regclass AND NOT tgisinternal;
+SELECT cluster.drop_pump('admin_outbox');
 -- and handlers, whose function it may execute
 SELECT cluster.create_handler('a_private', 'orders', 'handle_private(jsonb)');
 SELECT cluster.create_handler('a_mail', 'orders', 'handle_void(jsonb)');
@@ -245,7 +339,8 @@ INSERT INTO cluster.handler (name, pump_id, owner, ordering, batch_size, max_att
                              ack_timeout, max_in_flight)
 SELECT 'fake', id, 'pump_admin_a', 'key', 1, 1, '1 s', 1 FROM cluster.pump WHERE name = 'orders';
 -- but it reads every handler
-SELECT name, owner, paused FROM cluster.handlers ORDER BY name;
+SELECT name, owner = 'pump_admin_a'::regrole AS owned_by_a, paused
+  FROM cluster.handlers ORDER BY name;
 SELECT cluster.handler_state('a_mail');
 RESET ROLE;
 SELECT name, owner, paused FROM cluster.handlers WHERE name = 'a_mail';
@@ -268,6 +363,7 @@ SELECT cluster.create_handler('app_handler', 'orders');
 SELECT cluster.pause_handler('search');
 SELECT cluster.handler_state('search');
 SELECT name, source FROM cluster.pumps ORDER BY name;
+SELECT name, pump, lag_events, paused FROM cluster.handlers ORDER BY name;
 RESET ROLE;
 SELECT count(*) AS events FROM cluster.events;
 
@@ -280,6 +376,7 @@ SELECT name FROM cluster.handlers;
 RESET ROLE;
 
 DROP FUNCTION handle_private(jsonb);
+DROP TABLE admin_outbox;
 DROP ROLE pump_admin_a, pump_admin_b, pump_app, pump_nobody;
 
 -------------------------------------------------------------------------
@@ -287,15 +384,20 @@ DROP ROLE pump_admin_a, pump_admin_b, pump_app, pump_nobody;
 -------------------------------------------------------------------------
 
 SELECT cluster.drop_handler('search');
+SELECT cluster.drop_handler('audit');
+SELECT cluster.drop_handler('mapped_reader');
+SELECT cluster.drop_pump('outbox');
+SELECT cluster.drop_pump('mapped');
 SELECT cluster.drop_pump('orders');
 SELECT cluster.drop_pump('invoices');
 SELECT count(*) AS pumps FROM cluster.pumps;
 SELECT count(*) AS triggers FROM pg_trigger
- WHERE tgname LIKE 'cluster\_wake\_%' AND NOT tgisinternal;
+ WHERE tgname LIKE 'cluster\_pump\_%' AND NOT tgisinternal;
 -- the events stay
 SELECT count(*) AS events FROM cluster.events;
 SELECT cluster.drop_coordinator('billing');
 
+DROP TABLE outbox, mapped, no_id, no_txid, bigint_txid, json_payload, unindexed;
 DROP FUNCTION handle_void(jsonb), handle_patch(jsonb), handle_text(text), handle_int(jsonb),
               handle_two(jsonb, int), handle_set(jsonb);
 DROP PROCEDURE handle_proc(jsonb);

@@ -33,7 +33,7 @@ RUN_AS = scripts/run-as-tester
 BINDIR := $(shell $(PG_CONFIG) --bindir)
 PGXS_DIR := $(dir $(PGXS))..
 
-.PHONY: test demo bench valgrind setup test-regress test-isolation test-tap
+.PHONY: test demo bench valgrind setup test-regress test-isolation test-tap test-fuzz
 
 setup:
 	scripts/setup
@@ -43,6 +43,7 @@ test: setup
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
 	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
+	$(MAKE) test-fuzz
 
 test-regress:
 	$(PGXS_DIR)/test/regress/pg_regress --bindir='$(BINDIR)' \
@@ -61,6 +62,24 @@ test-tap:
 	TESTDIR='$(CURDIR)/$(OUT)/tap' PATH="$(BINDIR):$$PATH" \
 	PG_REGRESS='$(PGXS_DIR)/test/regress/pg_regress' \
 	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
+
+# The decoder of worker messages, fuzzed with libFuzzer (and ASan, UBSan):
+# built with PostgreSQL's frontend JSON parser, run on a copy of the seed
+# corpus.  The parser leaks on error paths by design (the server frees it
+# with the memory context), so leak detection is off.
+FUZZ_SECONDS ?= 15
+$(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h
+	mkdir -p $(OUT)
+	clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
+		-DFRONTEND -Isrc -I$(includedir_server) -I$(includedir_internal) \
+		test/fuzz/fuzz_protocol.c src/protocol.c \
+		$(pkglibdir)/libpgcommon.a $(pkglibdir)/libpgport.a -o $@
+
+test-fuzz: $(OUT)/fuzz_protocol
+	rm -rf $(OUT)/fuzz-corpus && cp -r test/fuzz/corpus $(OUT)/fuzz-corpus
+	ASAN_OPTIONS=detect_leaks=0 $(OUT)/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) \
+		-print_final_stats=1 $(OUT)/fuzz-corpus >$(OUT)/fuzz.log 2>&1; \
+		rc=$$?; tail -4 $(OUT)/fuzz.log; exit $$rc
 
 demo: setup
 	$(MAKE) all

@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * protocol.c
+ *	  Decode a worker's message with PostgreSQL's JSON parser.
+ *
+ * The semantic callbacks look only at the top-level fields they know;
+ * anything else is skipped, as a Flowcore worker's extra fields must be.
+ * A field of the wrong type makes the whole message untrusted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
+#include "postgres.h"
+#endif
+
+#include "common/jsonapi.h"
+#include "common/string.h"
+#include "mb/pg_wchar.h"
+
+#include "protocol.h"
+
+typedef enum Field
+{
+	FIELD_OTHER,
+	FIELD_TYPE,
+	FIELD_DELIVERY_ID,
+	FIELD_EVENT_IDS,
+	FIELD_PATCH,
+	FIELD_ERROR,
+	FIELD_FENCE
+} Field;
+
+typedef struct DecodeState
+{
+	JsonLexContext *lex;
+	WorkerMessage *msg;
+	Field		field;			/* top-level field whose value is being read */
+	bool		top_is_object;
+	char	   *patch_start;
+	int			ids_allocated;
+	char	   *why;			/* first problem found */
+} DecodeState;
+
+static void
+fail(DecodeState *st, const char *why)
+{
+	if (st->why == NULL)
+		st->why = pstrdup(why);
+}
+
+static Field
+field_of(const char *name)
+{
+	if (strcmp(name, "type") == 0)
+		return FIELD_TYPE;
+	if (strcmp(name, "deliveryId") == 0)
+		return FIELD_DELIVERY_ID;
+	if (strcmp(name, "eventIds") == 0)
+		return FIELD_EVENT_IDS;
+	if (strcmp(name, "patch") == 0)
+		return FIELD_PATCH;
+	if (strcmp(name, "error") == 0)
+		return FIELD_ERROR;
+	if (strcmp(name, "fence") == 0)
+		return FIELD_FENCE;
+	return FIELD_OTHER;
+}
+
+static void
+object_start(void *state)
+{
+	DecodeState *st = state;
+
+	if (st->lex->lex_level == 0)
+		st->top_is_object = true;
+	else if (st->lex->lex_level == 1 && st->field != FIELD_OTHER)
+		fail(st, "a field of the message has an object where a scalar or an array belongs");
+}
+
+static void
+object_field_start(void *state, char *fname, bool isnull)
+{
+	DecodeState *st = state;
+
+	/* fname is freed in object_field_end: the parser passes it to both */
+	if (st->lex->lex_level == 1)
+		st->field = field_of(fname);
+}
+
+static void
+object_field_end(void *state, char *fname, bool isnull)
+{
+	DecodeState *st = state;
+
+	if (st->lex->lex_level == 1)
+		st->field = FIELD_OTHER;
+	pfree(fname);
+}
+
+static void
+array_start(void *state)
+{
+	DecodeState *st = state;
+
+	if (st->lex->lex_level != 1)
+		return;
+	if (st->field == FIELD_PATCH)
+		st->patch_start = st->lex->token_start;
+	else if (st->field == FIELD_EVENT_IDS)
+		st->msg->has_event_ids = true;
+	else if (st->field != FIELD_OTHER)
+		fail(st, "a field of the message has an array where a scalar belongs");
+}
+
+static void
+array_end(void *state)
+{
+	DecodeState *st = state;
+
+	if (st->lex->lex_level == 1 && st->field == FIELD_PATCH && st->patch_start)
+		st->msg->patch = pnstrdup(st->patch_start,
+								  st->lex->prev_token_terminator - st->patch_start);
+}
+
+static bool
+parse_int64(const char *token, int64 *result)
+{
+	char	   *end;
+
+	errno = 0;
+	*result = strtoi64(token, &end, 10);
+	return errno == 0 && end != token && *end == '\0';
+}
+
+static void
+event_id(DecodeState *st, char *token, JsonTokenType type)
+{
+	WorkerMessage *msg = st->msg;
+
+	if ((type != JSON_TOKEN_STRING && type != JSON_TOKEN_NUMBER) ||
+		st->lex->lex_level != 2)
+	{
+		fail(st, "eventIds must be an array of event ids");
+		return;
+	}
+	if (msg->n_event_ids == st->ids_allocated)
+	{
+		st->ids_allocated = Max(16, st->ids_allocated * 2);
+		msg->event_ids = msg->event_ids
+			? repalloc(msg->event_ids, sizeof(int64) * st->ids_allocated)
+			: palloc(sizeof(int64) * st->ids_allocated);
+	}
+	if (!parse_int64(token, &msg->event_ids[msg->n_event_ids++]))
+		fail(st, "an event id is not a 64-bit integer");
+}
+
+static char *
+string_field(DecodeState *st, char *token, JsonTokenType type, const char *what)
+{
+	if (type != JSON_TOKEN_STRING)
+	{
+		fail(st, what);
+		return NULL;
+	}
+	return pstrdup(token);
+}
+
+static void
+scalar(void *state, char *token, JsonTokenType type)
+{
+	DecodeState *st = state;
+	WorkerMessage *msg = st->msg;
+
+	if (st->lex->lex_level == 0)
+		return;					/* top level is not an object: said later */
+	switch (st->field)
+	{
+		case FIELD_TYPE:
+			msg->type_name = string_field(st, token, type, "type must be a string");
+			break;
+		case FIELD_DELIVERY_ID:
+			msg->delivery_id = string_field(st, token, type, "deliveryId must be a string");
+			if (msg->delivery_id && strlen(msg->delivery_id) > PROTOCOL_MAX_DELIVERY_ID)
+				fail(st, "deliveryId is too long");
+			break;
+		case FIELD_EVENT_IDS:
+			if (st->lex->lex_level == 1 && type == JSON_TOKEN_NULL)
+				break;			/* null: the whole delivery */
+			event_id(st, token, type);
+			break;
+		case FIELD_PATCH:
+			if (st->lex->lex_level == 1 && type != JSON_TOKEN_NULL)
+				fail(st, "patch must be an array of operations");
+			break;
+		case FIELD_ERROR:
+			if (type != JSON_TOKEN_NULL)
+				msg->error = pstrdup(token);
+			break;
+		case FIELD_FENCE:
+			msg->has_fence = true;
+			if ((type != JSON_TOKEN_NUMBER && type != JSON_TOKEN_STRING) ||
+				!parse_int64(token, &msg->fence))
+				fail(st, "fence must be an integer");
+			break;
+		case FIELD_OTHER:
+			break;
+	}
+	pfree(token);
+}
+
+static void
+classify(DecodeState *st)
+{
+	WorkerMessage *msg = st->msg;
+	const char *t = msg->type_name;
+
+	if (t == NULL)
+		fail(st, "the message has no type");
+	else if (strcmp(t, "ack") == 0)
+		msg->type = WORKER_ACK;
+	else if (strcmp(t, "fail") == 0)
+		msg->type = WORKER_FAIL;
+	else if (strcmp(t, "ping") == 0)
+		msg->type = WORKER_PING;
+	else if (strcmp(t, "pong") == 0)
+		msg->type = WORKER_PONG;
+	else
+		msg->type = WORKER_UNKNOWN;
+	if ((msg->type == WORKER_ACK || msg->type == WORKER_FAIL) &&
+		msg->delivery_id == NULL)
+		fail(st, "an ack or fail needs a deliveryId");
+	if (msg->type != WORKER_ACK && msg->patch != NULL)
+		fail(st, "only an ack may carry a patch");
+}
+
+bool
+protocol_decode(const char *data, int len, WorkerMessage *msg, char **why)
+{
+	DecodeState st = {0};
+	JsonSemAction sem = {0};
+	JsonParseErrorType rc;
+	char	   *copy = pnstrdup(data, len);
+
+	memset(msg, 0, sizeof(WorkerMessage));
+	*why = NULL;
+	if ((int) strlen(copy) != len)
+	{
+		pfree(copy);
+		*why = pstrdup("the message contains a zero byte");
+		return false;
+	}
+	st.lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
+	st.msg = msg;
+	sem.semstate = &st;
+	sem.object_start = object_start;
+	sem.object_field_start = object_field_start;
+	sem.object_field_end = object_field_end;
+	sem.array_start = array_start;
+	sem.array_end = array_end;
+	sem.scalar = scalar;
+
+	rc = pg_parse_json(st.lex, &sem);
+	if (rc != JSON_SUCCESS)
+#ifdef FRONTEND
+		st.why = psprintf("invalid JSON (parse error %d)", (int) rc);	/* no json_errdetail */
+#else
+		st.why = psprintf("invalid JSON: %s", json_errdetail(rc, st.lex));
+#endif
+	else if (!st.top_is_object)
+		fail(&st, "the message is not a JSON object");
+	else
+		classify(&st);
+
+	if (st.lex->strval)
+	{
+		pfree(st.lex->strval->data);
+		pfree(st.lex->strval);
+	}
+	pfree(st.lex);
+	pfree(copy);
+	if (st.why)
+	{
+		protocol_free(msg);
+		*why = st.why;
+		return false;
+	}
+	return true;
+}
+
+void
+protocol_free(WorkerMessage *msg)
+{
+	if (msg->type_name)
+		pfree(msg->type_name);
+	if (msg->delivery_id)
+		pfree(msg->delivery_id);
+	if (msg->event_ids)
+		pfree(msg->event_ids);
+	if (msg->patch)
+		pfree(msg->patch);
+	if (msg->error)
+		pfree(msg->error);
+	memset(msg, 0, sizeof(WorkerMessage));
+}

@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * protocol.h
+ *	  The wire protocol's codec: decode what a worker sends.
+ *
+ * Workers are untrusted: protocol_decode() accepts any bytes and either
+ * fills a WorkerMessage or says why the message can't be trusted.  It
+ * uses PostgreSQL's own JSON parser (common/jsonapi), so it builds into
+ * the server and, with FRONTEND defined, into the fuzz target.  A state
+ * patch is returned as the raw JSON text of its array, for the server to
+ * check and apply as jsonb.  Everything is allocated with palloc: free it
+ * with protocol_free(), or with the memory context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_PROTOCOL_H
+#define CLUSTER_PROTOCOL_H
+
+#define PROTOCOL_VERSION 1
+#define PROTOCOL_MAX_DELIVERY_ID 64
+
+typedef enum WorkerMessageType
+{
+	WORKER_ACK,
+	WORKER_FAIL,
+	WORKER_PING,
+	WORKER_PONG,
+	WORKER_UNKNOWN				/* a type this leader does not know: ignore */
+} WorkerMessageType;
+
+typedef struct WorkerMessage
+{
+	WorkerMessageType type;
+	char	   *type_name;		/* as sent */
+	char	   *delivery_id;	/* ack, fail: required */
+	bool		has_event_ids;	/* absent: the whole delivery */
+	int			n_event_ids;
+	int64	   *event_ids;
+	char	   *patch;			/* ack: raw JSON array, or NULL */
+	char	   *error;			/* fail: optional */
+	bool		has_fence;
+	int64		fence;
+} WorkerMessage;
+
+extern bool protocol_decode(const char *data, int len, WorkerMessage *msg,
+							char **why);
+extern void protocol_free(WorkerMessage *msg);
+
+#endif							/* CLUSTER_PROTOCOL_H */

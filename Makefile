@@ -14,6 +14,7 @@ DATA = $(wildcard sql/cluster--*.sql)
 PG_CONFIG ?= pg_config
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lwebsockets -luv
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out); the isolation specs
 # run in "postgres", where the engines of the instance run too

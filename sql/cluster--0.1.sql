@@ -1248,6 +1248,118 @@ COMMENT ON VIEW cluster.handlers IS
 'every handler: cursor (txid/id), how far behind it is, what is in flight or retrying, dead letters, the last error';
 
 -------------------------------------------------------------------------
+-- Workers
+-------------------------------------------------------------------------
+
+/*
+ * A worker runs a WebSocket server and registers its address for a
+ * handler; the leader dials it and, when the registration has a secret,
+ * presents it as "Authorization: Bearer <secret>".  Secrets are readable
+ * by nobody but the extension's owner: no view shows them.
+ */
+CREATE TABLE cluster.worker (
+	id			text PRIMARY KEY DEFAULT gen_random_uuid()::text,
+	handler_id	int NOT NULL REFERENCES cluster.handler (id) ON DELETE CASCADE,
+	address		text NOT NULL,
+	secret		text,
+	capacity	int NOT NULL,
+	registered_by regrole NOT NULL DEFAULT current_user::regrole,
+	registered_at timestamptz NOT NULL DEFAULT now(),
+	last_heartbeat timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (handler_id, address)
+);
+COMMENT ON TABLE cluster.worker IS 'registered workers; read cluster.workers';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF address, secret, capacity
+	ON cluster.worker FOR EACH STATEMENT EXECUTE FUNCTION cluster._config_changed();
+
+CREATE FUNCTION cluster.register_worker(handler text, address text,
+	secret text DEFAULT NULL, capacity int DEFAULT 4)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	hid int;
+	result text;
+BEGIN
+	PERFORM cluster._check_text('handler', $1, 63);
+	PERFORM cluster._check_text('address', $2, 2048);
+	IF $2 !~ '^wss?://[^/?#]+(/.*)?$' THEN
+		RAISE EXCEPTION 'argument "%" must be a ws:// or wss:// URL', 'address'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %L.', $2),
+				  HINT = 'For example ws://10.0.0.5:8080/ or wss://worker.example.com/events.';
+	END IF;
+	IF $3 IS NOT NULL THEN
+		PERFORM cluster._check_text('secret', $3, 1024);
+	END IF;
+	PERFORM cluster._check_range('capacity', $4, 1, 10000);
+	SELECT h.id INTO hid FROM cluster.handler h WHERE h.name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'handler "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+	END IF;
+	INSERT INTO cluster.worker AS w (handler_id, address, secret, capacity)
+	VALUES (hid, $2, $3, $4)
+	ON CONFLICT (handler_id, address) DO UPDATE
+		SET secret = excluded.secret, capacity = excluded.capacity,
+			registered_by = excluded.registered_by,
+			registered_at = excluded.registered_at, last_heartbeat = excluded.last_heartbeat
+	RETURNING w.id INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION cluster.register_worker(text, text, text, int) IS
+'register a worker''s WebSocket address for a handler (again: updates it); returns the worker id; the leader dials it';
+
+CREATE FUNCTION cluster.worker_heartbeat(worker_id text)
+RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM cluster._check_text('worker_id', $1, 64);
+	UPDATE cluster.worker w SET last_heartbeat = clock_timestamp() WHERE w.id = $1;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION cluster.worker_heartbeat(text) IS
+'record that a worker is alive; false when it is not registered (register again)';
+
+CREATE FUNCTION cluster.unregister_worker(worker_id text)
+RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM cluster._check_text('worker_id', $1, 64);
+	DELETE FROM cluster.worker w WHERE w.id = $1;
+END
+$$;
+COMMENT ON FUNCTION cluster.unregister_worker(text) IS
+'remove a worker; the leader closes its connection and hands its deliveries to others';
+
+CREATE FUNCTION cluster._worker_status(
+	OUT worker_id text, OUT connected boolean, OUT in_flight int, OUT delivered bigint,
+	OUT acked bigint, OUT failed bigint, OUT reconnects bigint, OUT last_error text,
+	OUT rtt_ms double precision)
+RETURNS SETOF record LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_worker_status';
+
+CREATE VIEW cluster.workers AS
+SELECT w.id, h.name AS handler, w.address, w.capacity, w.registered_by,
+	   w.registered_at, w.last_heartbeat,
+	   coalesce(s.connected, false) AS connected,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   coalesce(s.delivered, 0) AS delivered,
+	   coalesce(s.acked, 0) AS acked,
+	   coalesce(s.failed, 0) AS failed,
+	   coalesce(s.reconnects, 0) AS reconnects,
+	   s.last_error, s.rtt_ms
+  FROM cluster.worker w
+  JOIN cluster.handler h ON h.id = w.handler_id
+  LEFT JOIN cluster._worker_status() s ON s.worker_id = w.id;
+COMMENT ON VIEW cluster.workers IS
+'registered workers and their live connection: connected, in flight, delivered, acked, failed, reconnects, last error, round-trip time';
+
+-------------------------------------------------------------------------
 -- Dumps and privileges
 -------------------------------------------------------------------------
 
@@ -1264,6 +1376,7 @@ SELECT pg_catalog.pg_extension_config_dump('cluster.handler', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.handler_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cluster.worker', '');
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cluster FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cluster FROM PUBLIC;
@@ -1311,6 +1424,13 @@ GRANT EXECUTE ON FUNCTION
 	cluster._lag(cluster.pump, jsonb)
 TO cluster_admin;
 GRANT EXECUTE ON FUNCTION cluster._lag(cluster.pump, jsonb) TO cluster_worker;
+GRANT EXECUTE ON FUNCTION
+	cluster.register_worker(text, text, text, int),
+	cluster.worker_heartbeat(text),
+	cluster.unregister_worker(text),
+	cluster._worker_status()
+TO cluster_worker;
+GRANT SELECT ON cluster.workers TO cluster_worker;
 /* create_pump puts this trigger on the admin's own outbox table */
 GRANT EXECUTE ON FUNCTION cluster._wake_leaders() TO cluster_admin;
 

@@ -22,6 +22,8 @@ void		_PG_init(void);
 char	   *cluster_database = NULL;
 int			cluster_max_engines = 16;
 int			cluster_poll_interval = 10000;
+int			cluster_worker_timeout = 30000;
+char	   *cluster_ca_file = NULL;
 
 static void
 define_settings(void)
@@ -47,6 +49,20 @@ define_settings(void)
 							10000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("cluster.worker_timeout",
+							"How long a worker may go without a heartbeat before the leader stops dialling it.",
+							NULL,
+							&cluster_worker_timeout,
+							30000, 1000, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("cluster.ca_file",
+							   "File of CA certificates that wss:// workers are verified against.",
+							   "Empty: the system's default CA store.",
+							   &cluster_ca_file,
+							   "",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("cluster");
 }
 

@@ -21,4 +21,10 @@ extern int	cluster_max_engines;
 /* cluster.poll_interval (ms): fallback poll of the launcher */
 extern int	cluster_poll_interval;
 
+/* cluster.worker_timeout (ms): a worker without heartbeat for this long is not dialled */
+extern int	cluster_worker_timeout;
+
+/* cluster.ca_file: CA certificates that wss:// workers are verified against */
+extern char *cluster_ca_file;
+
 #endif							/* CLUSTER_H */

@@ -30,6 +30,7 @@
 #include "leader.h"
 #include "lease.h"
 #include "shmem.h"
+#include "transport.h"
 
 /* how often an idle engine on a hot standby checks for promotion */
 #define RECOVERY_CHECK_MS 1000
@@ -236,8 +237,7 @@ cluster_engine_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		timeout = engine_step(&engine);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
+		transport_wait(timeout);
 		ResetLatch(MyLatch);
 	}
 }

@@ -12,8 +12,10 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/xid8.h"
 
+#include "delivery.h"
 #include "handler.h"
 #include "sql_handler.h"
 #include "xact.h"
@@ -68,6 +70,7 @@ handler_load(HandlerRun *h)
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "handler %d disappeared", h->id);
+	delivery_forget(h);
 	h->epoch = DatumGetInt32(spi_getdatum(0, 1, &isnull));
 	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 2, &isnull)));
 	cursor.id = DatumGetInt64(spi_getdatum(0, 3, &isnull));
@@ -226,5 +229,29 @@ handler_replay(HandlerRun *h, BatchOutcome *out)
 		spi_exec_checked("UPDATE cluster.dead_letters SET attempts = attempts + 1, "
 						 "last_error = $2, replay = false, failed_at = pg_catalog.now() WHERE id = $1",
 						 2, rtypes, rvalues, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
+ * A failed attempt of one event: it waits for its retry, or, with its
+ * attempts used up, is dead-lettered (copied out: the tracker moves on).
+ */
+void
+handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
+					 BatchOutcome *out)
+{
+	out->failed++;
+	out->last_error = error;
+	if (tracker_failed(h->tracker, ev, error, h->max_attempts, GetCurrentTimestamp()))
+	{
+		DeadLetter *dl = palloc(sizeof(DeadLetter));
+
+		dl->event_id = ev->pos.id;
+		dl->event = palloc(VARSIZE(ev->event));
+		memcpy(dl->event, ev->event, VARSIZE(ev->event));
+		dl->attempts = ev->attempts;
+		dl->error = error;
+		out->dead = lappend(out->dead, dl);
+		tracker_done(h->tracker, ev);
 	}
 }

@@ -39,6 +39,11 @@ typedef struct HandlerRun
 	bool		needs_load;		/* tracker must be rebuilt from the row */
 	FmgrInfo	flinfo;
 	Tracker    *tracker;
+	int			ack_timeout_ms;
+	List	   *conns;			/* WorkerConn *: its registered workers */
+	List	   *deliveries;		/* Delivery *: in flight to them */
+	uint32		run;			/* tells this tracker's deliveries from older ones */
+	int64		next_delivery;
 	int			blocked_ms;		/* poll backoff while events wait on xmin */
 	int			error_backoff_ms;
 	TimestampTz retry_after;	/* after an unexpected error */
@@ -68,5 +73,7 @@ extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 						   const char *lease_key, int64 fence);
 extern void handler_record_error(HandlerRun *h, const char *message);
 extern void handler_replay(HandlerRun *h, BatchOutcome *out);
+extern void handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
+								 BatchOutcome *out);
 
 #endif							/* CLUSTER_HANDLER_H */

@@ -22,10 +22,12 @@
 #include "utils/timestamp.h"
 
 #include "cluster.h"
+#include "delivery.h"
 #include "handler.h"
 #include "leader.h"
 #include "shmem.h"
 #include "sql_handler.h"
+#include "transport.h"
 #include "xact.h"
 
 #define SLICE_MS 100			/* one handler's share of a pass */
@@ -34,8 +36,10 @@
 #define ERROR_MIN_MS 1000
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
+#define WORKER_LOAD_EVERY_MS 5000
 
 static void leader_load(Leader *l);
+static void leader_load_workers(Leader *l);
 
 static long
 round_wait(Leader *l, HandlerRun *h, bool caught_up, TimestampTz now)
@@ -55,33 +59,53 @@ round_wait(Leader *l, HandlerRun *h, bool caught_up, TimestampTz now)
 	return wait;
 }
 
-/* One transaction; returns 0 when it did work, else how long to wait. */
+/*
+ * One transaction; returns 0 when it did work that may continue at once,
+ * else how long to wait.  Workers connected: the batches go to them;
+ * none: the SQL function, if any, handles them here.
+ */
 static long
 handler_round(Leader *l, HandlerRun *h)
 {
 	Tracker    *t = h->tracker;
 	BatchOutcome out = {0};
-	TrackedEvent **batch;
 	int			room,
 				got = 0,
-				n;
+				n = 0;
 	long		wait = 0;
+	bool		remote;
 
 	worker_xact_begin("cluster: pumping");
 	if (h->needs_load)
 		handler_load(h);
 	if (h->replay_pending)
 		handler_replay(h, &out);
+	remote = delivery_remote(h);
 	room = Min(tracker_room(t), h->batch_size);
-	if (room > 0)
+	if (room > 0 && (remote || h->function != InvalidOid))
 		got = pump_read(h->pump, t, room);
-	batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
-	n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch);
-	if (n > 0)
-		sql_handler_run(h, batch, n, &out);
-	if (n == 0 && out.processed == 0 && out.failed == 0)
+	if (remote)
+	{
+		long		due = delivery_round(l, h, &out);
+
 		wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
+		if (due >= 0)
+			wait = Min(wait, due);
+	}
+	else if (h->function != InvalidOid)
+	{
+		TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+
+		n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch, NULL, NULL);
+		if (n > 0)
+			sql_handler_run(h, batch, n, &out);
+		else
+			wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
+	}
 	else
+		wait = cluster_poll_interval;
+
+	if (out.processed > 0 || out.failed > 0)
 	{
 		tracker_advance(t);
 		if (!handler_commit(h, &out, l->lease_key, l->fence))
@@ -130,7 +154,7 @@ handler_work(Leader *l, HandlerRun *h)
 
 	if (h->paused)
 		return cluster_poll_interval;
-	if (h->function == InvalidOid && !h->replay_pending)
+	if (h->function == InvalidOid && !h->replay_pending && h->conns == NIL)
 		return cluster_poll_interval;
 	if (start < h->retry_after)
 		return TimestampDifferenceMilliseconds(start, h->retry_after);
@@ -162,8 +186,19 @@ leader_work(Leader *l)
 
 	if (l->generation != shmem_config_generation())
 		leader_load(l);
+	if (GetCurrentTimestamp() >= l->next_worker_load)
+		leader_load_workers(l);
+	if (transport_active())
+	{
+		long		dial = transport_dial(GetCurrentTimestamp());
+
+		if (dial >= 0)
+			wait = Min(wait, dial);
+	}
 	foreach(lc, l->handlers)
 		wait = Min(wait, handler_work(l, lfirst(lc)));
+	if (transport_active())
+		shmem_worker_report();
 	if (GetCurrentTimestamp() >= l->next_retention)
 	{
 		retention_run(l);
@@ -232,6 +267,7 @@ handler_from_row(Leader *l, HeapTuple tup, TupleDesc desc)
 	h->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 	h->paused = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	h->ack_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 23, &isnull));
 	h->pump = pump_for(l, tup, desc);
 	h->tracker = tracker_create(l->cxt, h->max_in_flight, h->key_order);
 	h->needs_load = true;
@@ -252,6 +288,8 @@ leader_unload(Leader *l)
 {
 	ListCell   *lc;
 
+	foreach(lc, l->handlers)
+		delivery_forget(lfirst(lc));
 	foreach(lc, l->pumps)
 		pump_release(lfirst(lc));
 	l->pumps = NIL;
@@ -279,7 +317,8 @@ leader_load(Leader *l)
 					 "       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END, "
 					 "       p.id_column, p.txid_column, p.payload_column, p.key_column, "
 					 "       p.headers_column, p.created_at_column, p.retention::pg_catalog.text, "
-					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function) "
+					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
+					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int "
 					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
 					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid = p.source "
 					 "  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -296,6 +335,78 @@ leader_load(Leader *l)
 		MemoryContextSwitchTo(old);
 	}
 	worker_xact_commit();
+	leader_load_workers(l);
+}
+
+static HandlerRun *
+handler_by_id(Leader *l, int32 id)
+{
+	ListCell   *lc;
+
+	foreach(lc, l->handlers)
+		if (((HandlerRun *) lfirst(lc))->id == id)
+			return lfirst(lc);
+	return NULL;
+}
+
+/*
+ * The registered workers with a recent heartbeat, as connections of their
+ * handlers; connections of the others are closed.
+ */
+static void
+leader_load_workers(Leader *l)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(l->coordinator_id),
+	Int32GetDatum(cluster_worker_timeout)};
+	ListCell   *lc;
+
+	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   WORKER_LOAD_EVERY_MS);
+	worker_xact_begin("cluster: loading workers");
+	spi_exec_checked("SELECT w.id, w.handler_id, w.address, w.secret, w.capacity "
+					 "  FROM cluster.worker w JOIN cluster.handler h ON h.id = w.handler_id "
+					 "  JOIN cluster.pump p ON p.id = h.pump_id "
+					 " WHERE p.coordinator_id = $1 AND NOT h.paused "
+					 "   AND w.last_heartbeat > pg_catalog.now() - $2 * interval '1 ms' "
+					 " ORDER BY w.id",
+					 2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		transport_start(cluster_ca_file);
+	if (transport_active())
+		transport_unmark_all();
+	foreach(lc, l->handlers)
+	{
+		HandlerRun *h = lfirst(lc);
+
+		list_free(h->conns);
+		h->conns = NIL;
+	}
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		HandlerRun *h = handler_by_id(l, DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)));
+		WorkerConn *c;
+		MemoryContext old;
+
+		if (h == NULL)
+			continue;
+		c = transport_conn(SPI_getvalue(tup, desc, 1), h->id,
+						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4),
+						   DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull)));
+		old = MemoryContextSwitchTo(l->cxt);
+		h->conns = lappend(h->conns, c);
+		MemoryContextSwitchTo(old);
+	}
+	worker_xact_commit();
+	if (transport_active())
+	{
+		foreach(lc, l->handlers)
+			delivery_drop_unwanted(lfirst(lc));
+		transport_prune();
+	}
 }
 
 void
@@ -319,4 +430,6 @@ leader_stop(Leader *l)
 	leader_unload(l);
 	MemoryContextDelete(l->cxt);
 	l->cxt = NULL;
+	transport_stop();
+	shmem_worker_forget();
 }

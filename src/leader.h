@@ -28,6 +28,7 @@ typedef struct Leader
 	List	   *pumps;			/* Pump * */
 	List	   *handlers;		/* HandlerRun * */
 	TimestampTz next_retention;
+	TimestampTz next_worker_load;
 	bool		fence_lost;
 } Leader;
 

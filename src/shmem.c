@@ -13,6 +13,7 @@
 
 #include "cluster.h"
 #include "shmem.h"
+#include "transport.h"
 
 ClusterShared *cluster_shared = NULL;
 
@@ -154,5 +155,58 @@ shmem_handler_forget(void)
 	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
 		if (cluster_shared->handlers[i].leader_pid == MyProcPid)
 			memset(&cluster_shared->handlers[i], 0, sizeof(HandlerStat));
+	LWLockRelease(cluster_shared->lock);
+}
+
+static WorkerStat *
+worker_stat_slot(const char *id)
+{
+	WorkerStat *free_stat = NULL;
+
+	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
+	{
+		WorkerStat *stat = &cluster_shared->workers[i];
+
+		if (strcmp(stat->worker_id, id) == 0)
+			return stat;
+		if (stat->worker_id[0] == '\0' && free_stat == NULL)
+			free_stat = stat;
+	}
+	return free_stat;
+}
+
+/* Copy the leader's connection counters where cluster.workers reads them. */
+void
+shmem_worker_report(void)
+{
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < transport_count(); i++)
+	{
+		WorkerConn *c = transport_get(i);
+		WorkerStat *stat = worker_stat_slot(c->id);
+
+		if (stat == NULL)
+			break;
+		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
+		stat->leader_pid = MyProcPid;
+		stat->connected = c->connected;
+		stat->in_flight = c->in_flight;
+		stat->delivered = c->delivered;
+		stat->acked = c->acked;
+		stat->failed = c->failed;
+		stat->reconnects = c->reconnects;
+		stat->rtt_ms = c->rtt_ms;
+		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
+	}
+	LWLockRelease(cluster_shared->lock);
+}
+
+void
+shmem_worker_forget(void)
+{
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
+		if (cluster_shared->workers[i].leader_pid == MyProcPid)
+			memset(&cluster_shared->workers[i], 0, sizeof(WorkerStat));
 	LWLockRelease(cluster_shared->lock);
 }

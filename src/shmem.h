@@ -53,11 +53,29 @@ typedef struct HandlerStat
 
 #define CLUSTER_HANDLER_STATS 1024
 
+/* What a leader reports about its connection to a worker. */
+typedef struct WorkerStat
+{
+	char		worker_id[65];	/* "": free */
+	pid_t		leader_pid;
+	bool		connected;
+	int32		in_flight;
+	int64		delivered;
+	int64		acked;
+	int64		failed;
+	int64		reconnects;
+	double		rtt_ms;			/* < 0: not measured */
+	char		last_error[128];
+} WorkerStat;
+
+#define CLUSTER_WORKER_STATS 1024
+
 typedef struct ClusterShared
 {
 	LWLock	   *lock;
 	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
 	HandlerStat handlers[CLUSTER_HANDLER_STATS];
+	WorkerStat	workers[CLUSTER_WORKER_STATS];
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	int			max_engines;
@@ -74,5 +92,7 @@ extern uint64 shmem_config_generation(void);
 extern void shmem_config_changed(void);
 extern void shmem_handler_report(int32 handler_id, int in_flight);
 extern void shmem_handler_forget(void);
+extern void shmem_worker_report(void);
+extern void shmem_worker_forget(void);
 
 #endif							/* CLUSTER_SHMEM_H */

@@ -27,8 +27,9 @@ static const char *batch_sql =
 "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.jsonb[]), "
 "pg_catalog.unnest($2::pg_catalog.int4[])) WITH ORDINALITY AS e(ev, at, n)";
 
-static Datum
-build_batch(Jsonb **events, int *attempts, int n)
+/* The batch as the protocol sends it: events with their attempt numbers. */
+Datum
+sql_handler_batch(Jsonb **events, int *attempts, int n)
 {
 	Datum	   *evs = palloc(sizeof(Datum) * n);
 	Datum	   *ats = palloc(sizeof(Datum) * n);
@@ -98,7 +99,7 @@ sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts, int n,
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		Datum		batch = build_batch(events, attempts, n);
+		Datum		batch = sql_handler_batch(events, attempts, n);
 		Jsonb	   *result = call_as_owner(h, batch);
 
 		if (result)
@@ -123,25 +124,6 @@ sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts, int n,
 	}
 	PG_END_TRY();
 	return ok;
-}
-
-static void
-record_failure(HandlerRun *h, TrackedEvent *ev, char *error, BatchOutcome *out)
-{
-	out->failed++;
-	out->last_error = error;
-	if (tracker_failed(h->tracker, ev, error, h->max_attempts, GetCurrentTimestamp()))
-	{
-		DeadLetter *dl = palloc(sizeof(DeadLetter));
-
-		dl->event_id = ev->pos.id;
-		dl->event = palloc(VARSIZE(ev->event));
-		memcpy(dl->event, ev->event, VARSIZE(ev->event));
-		dl->attempts = ev->attempts;
-		dl->error = error;
-		out->dead = lappend(out->dead, dl);
-		tracker_done(h->tracker, ev);
-	}
 }
 
 static bool
@@ -178,7 +160,7 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 	}
 	if (n == 1)
 	{
-		record_failure(h, batch[0], error, out);
+		handler_event_failed(h, batch[0], error, out);
 		return;
 	}
 
@@ -205,7 +187,7 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 		}
 		else
 		{
-			record_failure(h, ev, error, out);
+			handler_event_failed(h, ev, error, out);
 			if (ev->has_key)
 				failed_keys[n_failed++] = ev->key_hash;
 		}

@@ -18,6 +18,7 @@
 
 PG_FUNCTION_INFO_V1(cluster_engine_status);
 PG_FUNCTION_INFO_V1(cluster_handler_status);
+PG_FUNCTION_INFO_V1(cluster_worker_status);
 
 static const char *const role_names[] = {
 	[ENGINE_STARTING] = "starting",
@@ -82,6 +83,38 @@ cluster_handler_status(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(stat->handler_id);
 		values[1] = Int32GetDatum(stat->in_flight);
 		values[2] = Int32GetDatum(stat->leader_pid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(cluster_shared->lock);
+	return (Datum) 0;
+}
+
+Datum
+cluster_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
+	{
+		WorkerStat *stat = &cluster_shared->workers[i];
+		Datum		values[9];
+		bool		nulls[9] = {0};
+
+		if (stat->worker_id[0] == '\0')
+			continue;
+		values[0] = CStringGetTextDatum(stat->worker_id);
+		values[1] = BoolGetDatum(stat->connected);
+		values[2] = Int32GetDatum(stat->in_flight);
+		values[3] = Int64GetDatum(stat->delivered);
+		values[4] = Int64GetDatum(stat->acked);
+		values[5] = Int64GetDatum(stat->failed);
+		values[6] = Int64GetDatum(stat->reconnects);
+		values[7] = CStringGetTextDatum(stat->last_error);
+		nulls[7] = (stat->last_error[0] == '\0');
+		values[8] = Float8GetDatum(stat->rtt_ms);
+		nulls[8] = (stat->rtt_ms <= 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(cluster_shared->lock);

@@ -126,7 +126,8 @@ key_blocked(uint32 *blocked, int n, uint32 hash)
  * flight elsewhere) is held back; hash collisions only hold back more.
  */
 int
-tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch)
+tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
+			   TrackerFilter filter, void *arg)
 {
 	int			n = 0;
 	int			n_blocked = 0;
@@ -142,6 +143,8 @@ tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch)
 		if (ready && t->key_order && ev->has_key &&
 			key_blocked(blocked, n_blocked, ev->key_hash))
 			ready = false;
+		if (ready && filter && !filter(ev, arg))
+			continue;			/* another worker's key: it blocks nothing here */
 		if (ready)
 		{
 			ev->selected = true;
@@ -153,6 +156,28 @@ tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch)
 	if (blocked)
 		pfree(blocked);
 	return n;
+}
+
+/* The event at "pos", if the tracker holds it (binary search). */
+TrackedEvent *
+tracker_find(Tracker *t, EventPos pos)
+{
+	int			lo = 0,
+				hi = t->count - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			cmp = eventpos_cmp(t->events[mid].pos, pos);
+
+		if (cmp == 0)
+			return &t->events[mid];
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
 }
 
 void

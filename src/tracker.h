@@ -61,8 +61,11 @@ extern void tracker_reset(Tracker *t, EventPos cursor);
 extern void tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts);
 extern int	tracker_room(Tracker *t);
 extern void tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event);
+typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);
+
 extern int	tracker_select(Tracker *t, int max, TimestampTz now,
-						   TrackedEvent **batch);
+						   TrackedEvent **batch, TrackerFilter filter, void *arg);
+extern TrackedEvent *tracker_find(Tracker *t, EventPos pos);
 extern void tracker_done(Tracker *t, TrackedEvent *ev);
 extern bool tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 						   int max_attempts, TimestampTz now);

@@ -1,0 +1,488 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.c
+ *	  Remote delivery over the transport.
+ *
+ * Runs inside the leader's round transaction (SPI connected), after the
+ * transport has moved what the network had: it reads the workers'
+ * answers, expires deliveries, and sends new ones.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <libwebsockets.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "delivery.h"
+#include "protocol.h"
+#include "sql_handler.h"
+#include "transport.h"
+#include "xact.h"
+
+#define RING_POINTS 32			/* virtual nodes per worker */
+
+typedef struct Delivery
+{
+	char		id[48];
+	WorkerConn *conn;
+	TimestampTz sent_at;
+	TimestampTz deadline;
+	int			n;
+	EventPos   *events;
+} Delivery;
+
+typedef struct RingPoint
+{
+	uint32		hash;
+	WorkerConn *conn;
+} RingPoint;
+
+typedef struct Ring
+{
+	int			n;
+	RingPoint  *points;
+	WorkerConn *target;			/* the worker a batch is chosen for */
+} Ring;
+
+bool
+delivery_remote(HandlerRun *h)
+{
+	ListCell   *lc;
+
+	foreach(lc, h->conns)
+		if (((WorkerConn *) lfirst(lc))->connected)
+			return true;
+	return false;
+}
+
+static int
+ring_cmp(const void *a, const void *b)
+{
+	uint32		x = ((const RingPoint *) a)->hash;
+	uint32		y = ((const RingPoint *) b)->hash;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+ring_build(HandlerRun *h, Ring *ring)
+{
+	ListCell   *lc;
+
+	ring->n = 0;
+	ring->points = palloc(sizeof(RingPoint) * Max(1, list_length(h->conns) * RING_POINTS));
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+
+		if (!c->connected)
+			continue;
+		for (int i = 0; i < RING_POINTS; i++)
+		{
+			char		point[96];
+
+			snprintf(point, sizeof(point), "%s#%d", c->id, i);
+			ring->points[ring->n].hash = hash_bytes((unsigned char *) point, strlen(point));
+			ring->points[ring->n++].conn = c;
+		}
+	}
+	qsort(ring->points, ring->n, sizeof(RingPoint), ring_cmp);
+}
+
+/* Does the batch being chosen for ring->target take this event? */
+static bool
+ring_owns(TrackedEvent *ev, void *arg)
+{
+	Ring	   *ring = arg;
+	int			lo = 0,
+				hi = ring->n;
+
+	if (!ev->has_key)
+		return true;
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (ring->points[mid].hash < ev->key_hash)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return ring->points[lo % ring->n].conn == ring->target;
+}
+
+static void
+send_text(WorkerConn *c, StringInfo buf)
+{
+	transport_send(c, buf->data, buf->len);
+}
+
+static void
+send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"type\": \"hello\", \"protocol\": %d, \"leader\": ",
+					 PROTOCOL_VERSION);
+	escape_json(&buf, l->lease_key);
+	appendStringInfo(&buf, ", \"fence\": " INT64_FORMAT ", \"handler\": ", l->fence);
+	escape_json(&buf, h->name);
+	appendStringInfoChar(&buf, '}');
+	send_text(c, &buf);
+	resetStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"type\": \"ping\"}");
+	send_text(c, &buf);
+	c->rtt_ms = -GetCurrentTimestamp() / 1000.0;	/* pong completes it */
+}
+
+static void
+send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n)
+{
+	MemoryContext cxt = h->tracker->cxt;
+	Delivery   *d = MemoryContextAllocZero(cxt, sizeof(Delivery));
+	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
+	int		   *attempts = palloc(sizeof(int) * n);
+	Jsonb	   *array;
+	StringInfoData buf;
+	MemoryContext old;
+
+	d->events = MemoryContextAlloc(cxt, sizeof(EventPos) * n);
+	for (int i = 0; i < n; i++)
+	{
+		events[i] = batch[i]->event;
+		attempts[i] = batch[i]->attempts + 1;
+		d->events[i] = batch[i]->pos;
+	}
+	array = DatumGetJsonbP(sql_handler_batch(events, attempts, n));
+	snprintf(d->id, sizeof(d->id), INT64_FORMAT ".%u." INT64_FORMAT,
+			 l->fence, h->run, ++h->next_delivery);
+	d->conn = c;
+	d->n = n;
+	d->sent_at = GetCurrentTimestamp();
+	d->deadline = TimestampTzPlusMilliseconds(d->sent_at, h->ack_timeout_ms);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"type\": \"events\", \"deliveryId\": ");
+	escape_json(&buf, d->id);
+	appendStringInfo(&buf, ", \"fence\": " INT64_FORMAT ", \"events\": ", l->fence);
+	(void) JsonbToCString(&buf, &array->root, VARSIZE(array));
+	appendStringInfoChar(&buf, '}');
+	send_text(c, &buf);
+
+	old = MemoryContextSwitchTo(cxt);
+	h->deliveries = lappend(h->deliveries, d);
+	MemoryContextSwitchTo(old);
+	c->in_flight++;
+	c->delivered++;
+}
+
+/* Give a delivery's unanswered events back, to be sent again. */
+static void
+delivery_end(HandlerRun *h, Delivery *d)
+{
+	for (int i = 0; i < d->n; i++)
+	{
+		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+
+		if (ev && !ev->done)
+			ev->selected = false;
+	}
+	d->conn->in_flight--;
+	h->deliveries = list_delete_ptr(h->deliveries, d);
+	pfree(d->events);
+	pfree(d);
+}
+
+static bool
+in_list(int64 id, WorkerMessage *msg)
+{
+	if (!msg->has_event_ids)
+		return true;
+	for (int i = 0; i < msg->n_event_ids; i++)
+		if (msg->event_ids[i] == id)
+			return true;
+	return false;
+}
+
+/* A patch from a worker is checked like one from a SQL function. */
+static Jsonb *
+checked_patch(const char *text, char **error)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Jsonb	   *volatile patch = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		Oid			types[1] = {JSONBOID};
+		Datum		values[1];
+
+		patch = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+		values[0] = JsonbPGetDatum(patch);
+		spi_exec_checked("SELECT cluster._check_patch($1)", 1, types, values, NULL,
+						 SPI_OK_SELECT);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		*error = edata->message;
+		patch = NULL;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	return patch;
+}
+
+static void
+untrusted(HandlerRun *h, WorkerConn *c, int status, const char *why)
+{
+	ereport(WARNING,
+			(errmsg("closing worker %s of handler \"%s\" (%s): %s",
+					c->id, h->name, c->address, why)));
+	transport_close(c, status, why);
+}
+
+static void
+answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
+	   WorkerMessage *msg, BatchOutcome *out)
+{
+	Jsonb	   *patch = NULL;
+	char	   *error = msg->error ? pstrdup(msg->error) : "the worker failed the delivery";
+
+	if (msg->type == WORKER_ACK && msg->patch)
+	{
+		patch = checked_patch(msg->patch, &error);
+		if (patch == NULL)
+			msg->type = WORKER_FAIL;	/* a bad patch fails the delivery */
+	}
+	for (int i = 0; i < d->n; i++)
+	{
+		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+
+		if (ev == NULL || ev->done || !in_list(ev->pos.id, msg))
+			continue;
+		if (msg->type == WORKER_ACK)
+		{
+			tracker_done(h->tracker, ev);
+			out->processed++;
+		}
+		else
+			handler_event_failed(h, ev, error, out);
+	}
+	if (patch)
+		out->patches = lappend(out->patches, patch);
+	if (msg->type == WORKER_ACK)
+		c->acked++;
+	else
+	{
+		c->failed++;
+		strlcpy(c->last_error, error, sizeof(c->last_error));
+	}
+	delivery_end(h, d);
+}
+
+static void
+handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
+			   BatchOutcome *out)
+{
+	WorkerMessage msg;
+	char	   *why;
+	char		prefix[48];
+	ListCell   *lc;
+
+	if (!protocol_decode(m->data, (int) m->len, &msg, &why))
+	{
+		untrusted(h, c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, why);
+		return;
+	}
+	if (msg.has_fence && msg.fence != l->fence)
+	{
+		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				  psprintf("stale fence " INT64_FORMAT " (the leader's is " INT64_FORMAT ")",
+						   msg.fence, l->fence));
+		return;
+	}
+	switch (msg.type)
+	{
+		case WORKER_PING:
+			transport_send(c, "{\"type\": \"pong\"}", 16);
+			return;
+		case WORKER_PONG:
+			if (c->rtt_ms < 0)
+				c->rtt_ms += GetCurrentTimestamp() / 1000.0;
+			return;
+		case WORKER_UNKNOWN:
+			ereport(WARNING,
+					(errmsg("worker %s of handler \"%s\" sent a message of unknown type \"%s\"; ignored",
+							c->id, h->name, msg.type_name)));
+			return;
+		case WORKER_ACK:
+		case WORKER_FAIL:
+			break;
+	}
+	foreach(lc, h->deliveries)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (strcmp(d->id, msg.delivery_id) == 0 && d->conn == c)
+		{
+			answer(l, h, c, d, &msg, out);
+			return;
+		}
+	}
+	/* an answer to an older load of the handler: its events were taken back */
+	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".%u.", l->fence, h->run);
+	if (strncmp(msg.delivery_id, prefix, strlen(prefix)) != 0)
+		return;
+	untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			  psprintf("answer to unknown or already answered delivery \"%s\"",
+					   msg.delivery_id));
+}
+
+static void
+expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
+{
+	ListCell   *lc;
+
+	foreach(lc, h->deliveries)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (d->deadline > now)
+			continue;
+		for (int i = 0; i < d->n; i++)
+		{
+			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+
+			if (ev && !ev->done)
+				handler_event_failed(h, ev, "no answer within ack_timeout", out);
+		}
+		snprintf(d->conn->last_error, sizeof(d->conn->last_error),
+				 "delivery %s got no answer within ack_timeout", d->id);
+		d->conn->failed++;
+		delivery_end(h, d);
+		expire(h, now, out);	/* the list changed under us */
+		return;
+	}
+}
+
+/* Deliveries of a connection that went away: their events go elsewhere. */
+static void
+take_back(HandlerRun *h, WorkerConn *c)
+{
+	ListCell   *lc;
+
+	foreach(lc, h->deliveries)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (d->conn == c)
+		{
+			delivery_end(h, d);
+			take_back(h, c);
+			return;
+		}
+	}
+}
+
+/* Before connections of unregistered workers are closed and freed. */
+void
+delivery_drop_unwanted(HandlerRun *h)
+{
+	ListCell   *lc;
+
+	foreach(lc, h->deliveries)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (!d->conn->wanted)
+		{
+			delivery_end(h, d);
+			delivery_drop_unwanted(h);
+			return;
+		}
+	}
+}
+
+void
+delivery_forget(HandlerRun *h)
+{
+	while (h->deliveries != NIL)
+		delivery_end(h, linitial(h->deliveries));
+	h->run++;
+}
+
+/* One round of remote work; returns ms until a deadline needs a look. */
+long
+delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	Ring		ring;
+	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+	long		wait = -1;
+
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+		WireMessage *m;
+
+		if (c->just_lost)
+		{
+			c->just_lost = false;
+			take_back(h, c);
+		}
+		if (c->just_connected)
+		{
+			c->just_connected = false;
+			send_hello(l, h, c);
+		}
+		while ((m = transport_receive(c)) != NULL)
+		{
+			handle_message(l, h, c, m, out);
+			free(m);
+		}
+	}
+	expire(h, now, out);
+
+	ring_build(h, &ring);
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+		int			n;
+
+		ring.target = c;
+		while (c->connected && c->close_status == 0 && c->in_flight < c->capacity &&
+			   (n = tracker_select(h->tracker, h->batch_size, now, batch,
+								   h->key_order ? ring_owns : NULL, &ring)) > 0)
+			send_events(l, h, c, batch, n);
+	}
+	foreach(lc, h->deliveries)
+	{
+		long		ms = TimestampDifferenceMilliseconds(now, ((Delivery *) lfirst(lc))->deadline);
+
+		wait = wait < 0 ? ms : Min(wait, ms);
+	}
+	return wait;
+}

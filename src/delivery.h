@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.h
+ *	  The delivery tracker's remote side: hand a handler's events to its
+ *	  workers and take back their answers.
+ *
+ * A delivery is one batch sent to one worker, named "fence.run.seq" so that
+ * answers to an older leader or an older load of the handler are told
+ * apart.  It ends with an ack (its events are done, its patch is applied
+ * at the next commit), a fail (a failed attempt for its events), or the
+ * handler's ack_timeout (a failed attempt too).  A lost connection gives
+ * its deliveries' events back at once, without counting an attempt.  With
+ * key ordering, keys map to the connected workers by consistent hashing,
+ * and an event waits while an earlier one of its key is in flight, so
+ * per-key order holds while workers come and go.  Each worker gets at
+ * most "capacity" deliveries in flight.  Everything a worker sends is
+ * untrusted: what can't be trusted closes its connection with a status.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_DELIVERY_H
+#define CLUSTER_DELIVERY_H
+
+#include "handler.h"
+#include "leader.h"
+
+extern bool delivery_remote(HandlerRun *h);
+extern long delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out);
+extern void delivery_forget(HandlerRun *h);
+extern void delivery_drop_unwanted(HandlerRun *h);
+
+#endif							/* CLUSTER_DELIVERY_H */

@@ -1,0 +1,476 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.c
+ *	  WebSocket client connections through libwebsockets and libuv.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "transport.h"
+
+#define DIAL_MIN_MS 1000
+#define DIAL_MAX_MS 30000
+
+static uv_loop_t loop;
+static struct lws_context *context = NULL;
+static WaitEventSet *wait_set = NULL;
+static WorkerConn **conns = NULL;
+static int	n_conns = 0;
+static int	max_conns = 0;
+
+/*
+ * lws callbacks: bytes in and out, state changes; nothing that can throw.
+ */
+static void
+conn_lost(WorkerConn *c, const char *why)
+{
+	if (why)
+		strlcpy(c->last_error, why, sizeof(c->last_error));
+	if (c->connected)
+		c->just_lost = true;
+	c->connected = false;
+	c->wsi = NULL;
+	c->rx_len = 0;
+	c->backoff_ms = c->backoff_ms ? Min(c->backoff_ms * 2, DIAL_MAX_MS) : DIAL_MIN_MS;
+	c->next_dial = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c->backoff_ms);
+	while (c->out_head)
+	{
+		WireMessage *m = c->out_head;
+
+		c->out_head = m->next;
+		free(m);
+	}
+	c->out_tail = NULL;
+}
+
+static int
+conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
+{
+	WireMessage *m;
+
+	if (c->rx_len + len > TRANSPORT_MAX_MESSAGE)
+	{
+		static const char why[] = "message too large";
+
+		strlcpy(c->last_error, "a message exceeded 16 MB: connection closed", sizeof(c->last_error));
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+						 (unsigned char *) why, sizeof(why) - 1);
+		return -1;
+	}
+	if (c->rx_len + len + 1 > c->rx_cap)
+	{
+		size_t		cap = Max(c->rx_cap * 2, c->rx_len + len + 1);
+		char	   *rx = realloc(c->rx, Max(cap, 4096));
+
+		if (rx == NULL)
+			return -1;
+		c->rx = rx;
+		c->rx_cap = Max(cap, 4096);
+	}
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	if (!lws_is_final_fragment(wsi))
+		return 0;
+
+	m = malloc(sizeof(WireMessage) + c->rx_len + 1);
+	if (m == NULL)
+		return -1;
+	m->next = NULL;
+	m->len = c->rx_len;
+	m->data = (char *) (m + 1);
+	memcpy(m->data, c->rx, c->rx_len);
+	m->data[c->rx_len] = '\0';
+	if (c->in_tail)
+		c->in_tail->next = m;
+	else
+		c->in_head = m;
+	c->in_tail = m;
+	c->rx_len = 0;
+	return 0;
+}
+
+static int
+conn_writeable(struct lws *wsi, WorkerConn *c)
+{
+	WireMessage *m = c->out_head;
+
+	if (c->close_status)
+	{
+		lws_close_reason(wsi, c->close_status, (unsigned char *) c->close_reason,
+						 strlen(c->close_reason));
+		return -1;
+	}
+	if (m == NULL)
+		return 0;
+	if (lws_write(wsi, (unsigned char *) m->data, m->len, LWS_WRITE_TEXT) < (int) m->len)
+		return -1;
+	c->out_head = m->next;
+	if (c->out_head == NULL)
+		c->out_tail = NULL;
+	free(m);
+	if (c->out_head)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int
+transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
+				   void *user, void *in, size_t len)
+{
+	WorkerConn *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+
+	if (c == NULL)
+		return 0;
+	switch (reason)
+	{
+		case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+			if (c->secret)
+			{
+				unsigned char **p = (unsigned char **) in;
+				char		value[1100];
+
+				snprintf(value, sizeof(value), "Bearer %s", c->secret);
+				if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+												 (unsigned char *) value, strlen(value),
+												 p, *p + len))
+					return -1;
+			}
+			break;
+		case LWS_CALLBACK_CLIENT_ESTABLISHED:
+			c->connected = true;
+			c->just_connected = true;
+			c->backoff_ms = 0;
+			break;
+		case LWS_CALLBACK_CLIENT_RECEIVE:
+			return conn_receive(wsi, c, in, len);
+		case LWS_CALLBACK_CLIENT_WRITEABLE:
+			return conn_writeable(wsi, c);
+		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+			snprintf(c->last_error, sizeof(c->last_error), "could not connect: %s",
+					 in ? (char *) in : "unknown error");
+			conn_lost(c, NULL);
+			break;
+		case LWS_CALLBACK_CLIENT_CLOSED:
+			conn_lost(c, c->close_status ? NULL : "the worker closed the connection");
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+	{"cluster", transport_callback, 0, 65536, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* lws's own log lines go to the server log, never as errors */
+static void
+transport_log(int level, const char *line)
+{
+	ereport(LOG, (errmsg_internal("libwebsockets: %.*s", (int) strcspn(line, "\n"), line)));
+}
+
+/*
+ * Create the loop and the lws context on first use.  The loop is foreign
+ * to lws, so lws installs no signal handlers of its own.
+ */
+void
+transport_start(const char *ca_file)
+{
+	struct lws_context_creation_info info;
+	void	   *foreign_loops[1];
+
+	if (context)
+		return;
+	lws_set_log_level(LLL_ERR | LLL_WARN, transport_log);
+	if (uv_loop_init(&loop) != 0)
+		elog(ERROR, "could not create the event loop");
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	foreign_loops[0] = &loop;
+	info.foreign_loops = foreign_loops;
+	if (ca_file && ca_file[0])
+		info.client_ssl_ca_filepath = ca_file;
+	context = lws_create_context(&info);
+	if (context == NULL)
+		elog(ERROR, "could not create the WebSocket context");
+
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, uv_backend_fd(&loop), NULL, NULL);
+}
+
+bool
+transport_active(void)
+{
+	return context != NULL;
+}
+
+static void
+conn_free(WorkerConn *c)
+{
+	WireMessage *m;
+
+	while ((m = transport_receive(c)) != NULL)
+		free(m);
+	free(c->address);
+	free(c->secret);
+	free(c->rx);
+	free(c);
+}
+
+/* Close every connection and forget it: the leader stepped down. */
+void
+transport_stop(void)
+{
+	if (context == NULL)
+		return;
+	for (int i = 0; i < n_conns; i++)
+		if (conns[i]->wsi)
+			lws_set_opaque_user_data(conns[i]->wsi, NULL);
+	lws_context_destroy(context);
+	context = NULL;
+	/* let the closing handles finish, then the loop is empty */
+	while (uv_run(&loop, UV_RUN_NOWAIT))
+		;
+	uv_loop_close(&loop);
+	FreeWaitEventSet(wait_set);
+	wait_set = NULL;
+	for (int i = 0; i < n_conns; i++)
+		conn_free(conns[i]);
+	n_conns = 0;
+}
+
+WorkerConn *
+transport_conn(const char *id, int32 handler_id, const char *address,
+			   const char *secret, int capacity)
+{
+	WorkerConn *c;
+
+	for (int i = 0; i < n_conns; i++)
+	{
+		c = conns[i];
+		if (strcmp(c->id, id) == 0 && strcmp(c->address, address) == 0 &&
+			((c->secret == NULL && secret == NULL) ||
+			 (c->secret && secret && strcmp(c->secret, secret) == 0)))
+		{
+			c->wanted = true;
+			c->capacity = capacity;
+			return c;
+		}
+	}
+	if (n_conns == max_conns)
+	{
+		max_conns = Max(16, max_conns * 2);
+		conns = realloc(conns, sizeof(WorkerConn *) * max_conns);
+		if (conns == NULL)
+			elog(ERROR, "out of memory");
+	}
+	c = calloc(1, sizeof(WorkerConn));
+	if (c == NULL)
+		elog(ERROR, "out of memory");
+	strlcpy(c->id, id, sizeof(c->id));
+	c->handler_id = handler_id;
+	c->address = strdup(address);
+	c->secret = secret ? strdup(secret) : NULL;
+	c->capacity = capacity;
+	c->wanted = true;
+	c->next_dial = 0;
+	conns[n_conns++] = c;
+	return c;
+}
+
+void
+transport_unmark_all(void)
+{
+	for (int i = 0; i < n_conns; i++)
+		conns[i]->wanted = false;
+}
+
+/* Close and forget the connections whose workers are gone. */
+void
+transport_prune(void)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < n_conns; i++)
+	{
+		WorkerConn *c = conns[i];
+
+		if (c->wanted)
+		{
+			conns[kept++] = c;
+			continue;
+		}
+		if (c->wsi)
+		{
+			lws_set_opaque_user_data(c->wsi, NULL);
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+		}
+		conn_free(c);
+	}
+	n_conns = kept;
+}
+
+int
+transport_count(void)
+{
+	return n_conns;
+}
+
+WorkerConn *
+transport_get(int i)
+{
+	return conns[i];
+}
+
+static void
+conn_dial(WorkerConn *c)
+{
+	struct lws_client_connect_info info;
+	char		uri[2100];
+	char		path[2100];
+	const char *prot,
+			   *host,
+			   *rest;
+	int			port;
+
+	strlcpy(uri, c->address, sizeof(uri));
+	if (lws_parse_uri(uri, &prot, &host, &port, &rest))
+	{
+		strlcpy(c->last_error, "invalid address", sizeof(c->last_error));
+		c->next_dial = DT_NOEND;
+		return;
+	}
+	snprintf(path, sizeof(path), "/%s", rest);
+	memset(&info, 0, sizeof(info));
+	info.context = context;
+	info.address = host;
+	info.host = host;
+	info.origin = host;
+	info.port = port;
+	info.path = path;
+	info.ssl_connection = strcmp(prot, "wss") == 0 ? LCCSCF_USE_SSL : 0;
+	info.protocol = NULL;
+	info.local_protocol_name = "cluster";
+	info.opaque_user_data = c;
+	info.pwsi = &c->wsi;
+	if (c->reconnects > 0 || c->last_error[0])
+		c->reconnects++;
+	c->close_status = 0;
+	c->next_dial = DT_NOEND;
+	if (lws_client_connect_via_info(&info) == NULL)
+		conn_lost(c, "could not start a connection");
+}
+
+/* Dial the connections that are due; returns ms until the next is. */
+long
+transport_dial(TimestampTz now)
+{
+	long		wait = -1;
+
+	for (int i = 0; i < n_conns; i++)
+	{
+		WorkerConn *c = conns[i];
+
+		if (c->wsi || c->connected)
+			continue;
+		if (c->next_dial <= now)
+			conn_dial(c);
+		if (c->wsi == NULL && c->next_dial != DT_NOEND)
+		{
+			long		ms = TimestampDifferenceMilliseconds(now, c->next_dial);
+
+			wait = wait < 0 ? ms : Min(wait, ms);
+		}
+	}
+	return wait;
+}
+
+void
+transport_send(WorkerConn *c, const char *data, size_t len)
+{
+	WireMessage *m;
+
+	if (!c->connected || c->wsi == NULL)
+		return;
+	m = malloc(sizeof(WireMessage) + LWS_PRE + len);
+	if (m == NULL)
+		elog(ERROR, "out of memory");
+	m->next = NULL;
+	m->len = len;
+	m->data = (char *) (m + 1) + LWS_PRE;
+	memcpy(m->data, data, len);
+	if (c->out_tail)
+		c->out_tail->next = m;
+	else
+		c->out_head = m;
+	c->out_tail = m;
+	lws_callback_on_writable(c->wsi);
+}
+
+/* The next message the worker sent, or NULL; the caller frees it. */
+WireMessage *
+transport_receive(WorkerConn *c)
+{
+	WireMessage *m = c->in_head;
+
+	if (m)
+	{
+		c->in_head = m->next;
+		if (c->in_head == NULL)
+			c->in_tail = NULL;
+	}
+	return m;
+}
+
+/* Close a connection whose worker can't be trusted, with a status. */
+void
+transport_close(WorkerConn *c, int status, const char *reason)
+{
+	if (c->wsi == NULL)
+		return;
+	c->close_status = status;
+	strlcpy(c->close_reason, reason, sizeof(c->close_reason));
+	snprintf(c->last_error, sizeof(c->last_error), "closed by the leader (%d): %s",
+			 status, reason);
+	lws_callback_on_writable(c->wsi);
+}
+
+/*
+ * Wait for the latch, postmaster death or the network, at most timeout_ms
+ * (-1: no limit), then run what the network has ready.
+ */
+void
+transport_wait(long timeout_ms)
+{
+	WaitEvent	event;
+	int			uv_ms;
+
+	if (context == NULL)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		return;
+	}
+	uv_ms = uv_backend_timeout(&loop);
+	if (uv_ms >= 0 && (timeout_ms < 0 || uv_ms < timeout_ms))
+		timeout_ms = uv_ms;
+	(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+	uv_run(&loop, UV_RUN_NOWAIT);
+}

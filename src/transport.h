@@ -1,0 +1,79 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.h
+ *	  The WebSocket transport: the leader's client connections to its
+ *	  workers, through libwebsockets on a libuv loop the engine owns.
+ *
+ * The engine waits on its latch, postmaster death and the loop's backend
+ * fd at once (transport_wait), then lets libuv run what is ready without
+ * blocking: no polling.  lws callbacks never call PostgreSQL: they only
+ * move bytes between the socket and each connection's queues (malloc'd),
+ * which the leader drains after the wait.  A connection that fails or
+ * closes is dialled again after 1 s, doubling to 30 s.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CLUSTER_TRANSPORT_H
+#define CLUSTER_TRANSPORT_H
+
+#include "datatype/timestamp.h"
+
+#define TRANSPORT_MAX_MESSAGE (16 * 1024 * 1024)
+
+typedef struct WireMessage
+{
+	struct WireMessage *next;
+	size_t		len;
+	char	   *data;			/* outgoing: after LWS_PRE bytes of headroom */
+} WireMessage;
+
+typedef struct WorkerConn
+{
+	char		id[65];
+	int32		handler_id;
+	char	   *address;
+	char	   *secret;
+	int			capacity;
+	bool		wanted;			/* still registered */
+	struct lws *wsi;
+	bool		connected;
+	bool		just_connected; /* the leader has yet to say hello */
+	bool		just_lost;		/* the leader has yet to take back deliveries */
+	int			backoff_ms;
+	TimestampTz next_dial;
+	int			close_status;	/* nonzero: close with this status */
+	char		close_reason[124];
+	WireMessage *out_head,
+			   *out_tail;
+	WireMessage *in_head,
+			   *in_tail;
+	char	   *rx;				/* the message being received */
+	size_t		rx_len;
+	size_t		rx_cap;
+	/* shown in cluster.workers */
+	int			in_flight;
+	int64		delivered;
+	int64		acked;
+	int64		failed;
+	int64		reconnects;
+	char		last_error[256];
+	double		rtt_ms;
+} WorkerConn;
+
+extern void transport_start(const char *ca_file);
+extern void transport_stop(void);
+extern bool transport_active(void);
+extern WorkerConn *transport_conn(const char *id, int32 handler_id,
+								  const char *address, const char *secret,
+								  int capacity);
+extern void transport_unmark_all(void);
+extern void transport_prune(void);
+extern int	transport_count(void);
+extern WorkerConn *transport_get(int i);
+extern long transport_dial(TimestampTz now);
+extern void transport_send(WorkerConn *c, const char *data, size_t len);
+extern WireMessage *transport_receive(WorkerConn *c);
+extern void transport_close(WorkerConn *c, int status, const char *reason);
+extern void transport_wait(long timeout_ms);
+
+#endif							/* CLUSTER_TRANSPORT_H */

@@ -1,0 +1,49 @@
+// A worker that speaks only the Flowcore data-pump cluster protocol:
+// JSON text frames "events" (answered with "ack" or "fail" by deliveryId)
+// and "ping" / "pong".  It knows nothing of this project's extra messages
+// ("hello") or fields, and ignores them as such a worker does.
+//
+// usage: node flowcore-worker.js PORT LOGFILE [--fail-every N] [--slow MS]
+//        [--secret S] [--never-answer]
+// Every event it acks is appended to LOGFILE as "<event id> <key>\n".
+'use strict';
+const fs = require('fs');
+const { WebSocketServer } = require('ws');
+
+const [port, logfile, ...rest] = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = rest.indexOf(name);
+  return i >= 0 ? rest[i + 1] : dflt;
+};
+const failEvery = Number(opt('--fail-every', 0));
+const slowMs = Number(opt('--slow', 0));
+const secret = opt('--secret', null);
+const neverAnswer = rest.includes('--never-answer');
+let deliveries = 0;
+
+const wss = new WebSocketServer({
+  port: Number(port),
+  host: '127.0.0.1',
+  verifyClient: (info) =>
+    !secret || info.req.headers.authorization === `Bearer ${secret}`,
+});
+wss.on('connection', (ws) => {
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString());
+    if (msg.type === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
+    if (msg.type !== 'events') return; // hello and anything else: not ours
+    if (neverAnswer) return;
+    deliveries++;
+    const fail = failEvery > 0 && deliveries % failEvery === 0;
+    setTimeout(() => {
+      if (fail) {
+        ws.send(JSON.stringify({ type: 'fail', deliveryId: msg.deliveryId, error: 'failing on purpose' }));
+        return;
+      }
+      fs.appendFileSync(logfile, msg.events.map((e) => `${e.id} ${e.key}\n`).join(''));
+      ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId }));
+    }, slowMs);
+  });
+});
+wss.on('listening', () => console.log(`listening on ${port}`));
+process.on('SIGTERM', () => process.exit(0));

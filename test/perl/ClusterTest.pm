@@ -9,8 +9,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 use Exporter 'import';
+use IPC::Run;
 
-our @EXPORT = qw(cluster_node poll_until engines leader);
+our @EXPORT = qw(cluster_node poll_until engines leader start_worker logged_ids);
 
 # A node with the extension preloaded and created in "postgres".
 sub cluster_node
@@ -63,6 +64,40 @@ sub leader
 		  . "WHERE coordinator = '$coordinator' AND role = 'leader'");
 	return () if $row eq '' || $row =~ /\n/;
 	return split / /, $row;
+}
+
+# Start a test worker (test/workers/flowcore-worker.js) on a free port;
+# returns (IPC::Run handle, port, log file).
+sub start_worker
+{
+	my ($name, @opts) = @_;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $log = "$PostgreSQL::Test::Utils::tmp_check/worker_$name.log";
+	my $out = "$PostgreSQL::Test::Utils::tmp_check/worker_$name.out";
+	unlink $log;
+	my $h = IPC::Run::start(
+		[ 'node', 'test/workers/flowcore-worker.js', $port, $log, @opts ],
+		'>', $out, '2>&1');
+	# listening: poll its output
+	my $start = time;
+	while (time - $start < $PostgreSQL::Test::Utils::timeout_default)
+	{
+		last if -s $out && slurp_file($out) =~ /listening/;
+		usleep(20_000);
+	}
+	return ($h, $port, $log);
+}
+
+# Event ids a worker logged, as a hash id => times.
+sub logged_ids
+{
+	my %ids;
+	for my $log (@_)
+	{
+		next unless -e $log;
+		$ids{ (split / /)[0] }++ for split /\n/, slurp_file($log);
+	}
+	return \%ids;
 }
 
 1;

@@ -4,7 +4,9 @@
 // ("hello") or fields, and ignores them as such a worker does.
 //
 // usage: node flowcore-worker.js PORT LOGFILE [--fail-every N] [--slow MS]
-//        [--secret S] [--never-answer]
+//        [--secret S] [--never-answer] [--bad-fence] [--bad-json]
+// --bad-fence and --bad-json misbehave on purpose (tests of untrusted input):
+// the ack carries a stale fence, or the answer is not JSON.
 // Every event it acks is appended to LOGFILE as "<event id> <key>\n".
 'use strict';
 const fs = require('fs');
@@ -19,6 +21,8 @@ const failEvery = Number(opt('--fail-every', 0));
 const slowMs = Number(opt('--slow', 0));
 const secret = opt('--secret', null);
 const neverAnswer = rest.includes('--never-answer');
+const badFence = rest.includes('--bad-fence');
+const badJson = rest.includes('--bad-json');
 let deliveries = 0;
 
 const wss = new WebSocketServer({
@@ -33,6 +37,8 @@ wss.on('connection', (ws) => {
     if (msg.type === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
     if (msg.type !== 'events') return; // hello and anything else: not ours
     if (neverAnswer) return;
+    if (badJson) return ws.send('{"type": "ack", "deliveryId": ');
+    if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence - 1 }));
     deliveries++;
     const fail = failEvery > 0 && deliveries % failEvery === 0;
     setTimeout(() => {

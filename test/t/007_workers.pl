@@ -1,0 +1,120 @@
+# The worker mesh with workers that speak only the Flowcore data-pump
+# protocol: three workers of one handler and one of another; a worker
+# killed with SIGKILL mid-batch; the leader terminated mid-stream; a slow
+# worker; workers that send a stale fence or bad JSON.  Every committed
+# event is acked at least once, duplicates stay within what was in flight.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $node = cluster_node('mesh');
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION cluster;
+	SELECT cluster.create_pump('orders');
+	SELECT cluster.create_handler('mail', 'orders', batch_size => 10, ack_timeout => '5 s');
+	SELECT cluster.create_handler('search', 'orders', batch_size => 10, ack_timeout => '5 s');
+});
+
+my (%workers, %logs);
+sub worker
+{
+	my ($name, $handler, @opts) = @_;
+	my ($h, $port, $log) = start_worker($name, @opts);
+	$workers{$name} = $h;
+	$logs{$handler}{$name} = $log;
+	return $node->safe_psql('postgres',
+		"SELECT cluster.register_worker('$handler', 'ws://127.0.0.1:$port/', capacity => 2)");
+}
+worker("m$_", 'mail') for 1 .. 2;
+my $m3 = worker('m3', 'mail', '--slow', '200');
+worker('s1', 'search');
+ok(defined poll_until($node, 'SELECT count(*) FILTER (WHERE connected) FROM cluster.workers', '4'),
+	'the leader connected to the four workers');
+
+my $published = 0;
+sub publish
+{
+	my ($n) = @_;
+	for (1 .. 4)
+	{
+		$node->safe_psql('postgres',
+			"SELECT count(cluster.publish('orders', jsonb_build_object('n', i), key => 'k' || (i % 10))) "
+			  . "FROM generate_series(1, $n / 4) i");
+	}
+	$published += $n;
+}
+
+sub all_acked
+{
+	my ($what, $max_dup) = @_;
+	ok(defined poll_until($node,
+			"SELECT bool_and(lag_events = 0) FROM cluster.handlers", 't', 120),
+		"$what: both handlers passed every event");
+	my @committed = split /\n/, $node->safe_psql('postgres',
+		"SELECT id FROM cluster.events WHERE stream = 'orders' ORDER BY id");
+	is(scalar(@committed), $published, "$what: $published events committed");
+	for my $handler ('mail', 'search')
+	{
+		my $ids = logged_ids(values %{ $logs{$handler} });
+		my @missing = grep { !$ids->{$_} } @committed;
+		is(scalar(@missing), 0, "$what: every event acked by a $handler worker");
+		my $dups = grep { $_ > 1 } values %$ids;
+		cmp_ok($dups, '<=', $max_dup, "$what: $dups duplicates for $handler");
+	}
+}
+
+publish(200);
+all_acked('three workers and one', 0);
+
+# per-key order: each key went to one worker, in id order
+my %key_worker;
+my $ordered = 1;
+for my $name (sort keys %{ $logs{mail} })
+{
+	my %last;
+	for my $line (split /\n/, slurp_file($logs{mail}{$name}))
+	{
+		my ($id, $key) = split / /, $line;
+		$ordered = 0 if defined $last{$key} && $id < $last{$key};
+		$last{$key} = $id;
+		$key_worker{$key}{$name} = 1;
+	}
+}
+ok($ordered, 'per-key order held in every mail worker');
+is(scalar(grep { keys %{ $key_worker{$_} } > 1 } keys %key_worker), 0,
+	'each key went to one mail worker');
+
+# SIGKILL a worker while it holds deliveries (m3 is slow)
+publish(200);
+ok(defined poll_until($node,
+		"SELECT in_flight > 0 FROM cluster.workers WHERE id = '$m3'", 't'),
+	'the slow worker holds deliveries');
+$workers{m3}->signal('KILL');
+$workers{m3}->finish;
+all_acked('after a worker was killed', 2 * 10);
+ok(defined poll_until($node,
+		"SELECT count(*) FROM cluster.workers WHERE handler = 'mail' AND NOT connected", '1'),
+	'the killed worker shows as not connected');
+
+# terminate the leader mid-stream
+publish(200);
+my ($pid) = leader($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+all_acked('after the leader was terminated', 2 * 2 * 10 * 3);
+
+# untrusted answers: a stale fence, bad JSON; the others go on
+my $offset = -s $node->logfile;
+worker('stale', 'search', '--bad-fence');
+worker('broken', 'search', '--bad-json');
+publish(200);
+$node->wait_for_log(qr/closing worker .* of handler "search" .*: stale fence/, $offset);
+$node->wait_for_log(qr/closing worker .* of handler "search" .*: invalid JSON/, $offset);
+all_acked('with misbehaving workers', 2 * 2 * 10 * 3);
+
+$_->kill_kill for values %workers;
+$node->stop;
+done_testing();

@@ -1,0 +1,498 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *	  cluster-worker: the reference worker of the "cluster" extension.
+ *
+ * Contract.  cluster-worker serves one handler.  It listens for WebSocket
+ * connections (ws://, or wss:// with --tls-cert/--tls-key), registers its
+ * address over its own libpq connection with
+ * cluster.register_worker(handler, address, secret, capacity), and calls
+ * cluster.worker_heartbeat(id) every --heartbeat seconds, registering
+ * again when that returns false.  The leader dials it, presenting
+ * "Authorization: Bearer <secret>" when a secret was registered (else the
+ * upgrade is refused with HTTP 401), and sends JSON text messages:
+ *
+ *	hello	logged
+ *	events	a delivery: run it, then answer {"type":"ack","deliveryId":...}
+ *			or {"type":"fail","deliveryId":...,"error":...}
+ *	ping	answered with {"type":"pong"}
+ *	other	logged and ignored
+ *
+ * Invalid JSON closes the connection with status 1007, a message over
+ * 16 MiB with 1009.  Up to --capacity deliveries run at once, across all
+ * connections; a few more wait for a free slot, beyond that they fail.
+ * With --exec each delivery is one "/bin/sh -c COMMAND" whose stdin holds
+ * the delivery's events as JSON lines: exit status 0 acks, anything else
+ * fails with the command's stderr.  With --print the events are written to
+ * stdout and acked at once.
+ *
+ * SIGTERM or SIGINT: new deliveries fail with "worker is shutting down",
+ * those in flight finish and are answered, then the worker unregisters,
+ * closes its connections with 1001 and exits 0.  A second signal kills the
+ * running commands (their deliveries fail) and the exit status is 1.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define DEFAULT_CAPACITY		4
+#define DEFAULT_HEARTBEAT_SECS	5
+#define CLOSE_WAIT_US			(5 * LWS_US_PER_SEC)
+
+Worker		worker;
+
+static volatile sig_atomic_t got_sigchld = 0;
+static volatile sig_atomic_t shutdown_requests = 0;
+
+static const char *progname = "cluster-worker";
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+			"Usage: %s --handler NAME --listen HOST:PORT (--exec COMMAND | --print) [OPTION]...\n"
+			"\n"
+			"Process the events of one handler of the \"cluster\" PostgreSQL extension:\n"
+			"register this worker's WebSocket address in the database, accept the leader's\n"
+			"connections, run each delivered batch and answer it with ack or fail.\n"
+			"\n"
+			"Options:\n"
+			"  --handler NAME       handler to register for (required)\n"
+			"  --listen HOST:PORT   address to listen on (required); HOST is a name, an\n"
+			"                       IPv4 address, [IPv6 address], or empty or * for all;\n"
+			"                       PORT 0 takes a free port\n"
+			"  --advertise URL      address to register, as the leader reaches it\n"
+			"                       (default ws://HOST:PORT/, wss:// with TLS; for a\n"
+			"                       wildcard HOST, this machine's host name)\n"
+			"  --secret S           require \"Authorization: Bearer S\" on the WebSocket\n"
+			"                       upgrade (else HTTP 401); registered for the leader\n"
+			"  --capacity N         deliveries processed at once (default %d); registered\n"
+			"  --db CONNINFO        libpq connection string or URI for the registration\n"
+			"                       (default: the PG* environment variables)\n"
+			"  --heartbeat SECONDS  seconds between heartbeats (default %d)\n"
+			"  --exec COMMAND       per delivery, run /bin/sh -c COMMAND with the events on\n"
+			"                       stdin as JSON lines; its stdout goes to this stdout;\n"
+			"                       exit status 0 acks, any other fails with its stderr\n"
+			"  --print              write each event to stdout as a JSON line, ack at once\n"
+			"  --tls-cert FILE      serve wss:// with this PEM certificate (with --tls-key)\n"
+			"  --tls-key FILE       the PEM private key of --tls-cert\n"
+			"  -h, --help           show this help and exit\n"
+			"\n"
+			"SIGTERM or SIGINT: refuse new deliveries, finish those in flight, unregister\n"
+			"and exit 0.  A second signal kills the running commands first (exit 1).\n",
+			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS);
+}
+
+/*
+ * Log one line to stderr: time, program, pid, level, message.
+ */
+void
+wlog(const char *level, const char *fmt,...)
+{
+	struct timeval tv;
+	struct tm	tm;
+	char		stamp[32];
+	va_list		ap;
+
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03d %s[%d] %s: ", stamp, (int) (tv.tv_usec / 1000),
+			progname, (int) getpid(), level);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A command line error: say what is wrong and where to look. */
+static void
+bad_usage(const char *fmt,...)
+__attribute__((format(printf, 1, 2), noreturn));
+
+static void
+bad_usage(const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry \"%s --help\" for more information.\n", progname);
+	exit(2);
+}
+
+void *
+xmalloc(size_t size)
+{
+	void	   *p = malloc(size);
+
+	if (p == NULL)
+	{
+		wlog("FATAL", "out of memory");
+		exit(1);
+	}
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	size_t		len = strlen(s) + 1;
+
+	return memcpy(xmalloc(len), s, len);
+}
+
+static int
+parse_int(const char *arg, const char *option, int min, int max)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < min || v > max)
+	{
+		bad_usage("invalid value \"%s\" for %s (%d..%d)",
+				  arg, option, min, max);
+	}
+	return (int) v;
+}
+
+/*
+ * HOST:PORT, where HOST may be empty, "*", a name, an IPv4 address or an
+ * IPv6 address in brackets.
+ */
+static void
+parse_listen(const char *arg, Options *opt)
+{
+	const char *colon = strrchr(arg, ':');
+	char	   *host;
+
+	if (colon == NULL)
+		bad_usage("--listen must be HOST:PORT, not \"%s\"", arg);
+	opt->listen_port = parse_int(colon + 1, "--listen port", 0, 65535);
+	host = strndup(arg, colon - arg);
+	if (host[0] == '[')
+	{
+		size_t		len = strlen(host);
+
+		if (len < 2 || host[len - 1] != ']')
+			bad_usage("invalid IPv6 address in --listen \"%s\"", arg);
+		memmove(host, host + 1, len - 2);
+		host[len - 2] = '\0';
+	}
+	opt->listen_host = host;
+}
+
+static void
+parse_options(int argc, char **argv, Options *opt)
+{
+	static const struct option longopts[] = {
+		{"handler", required_argument, NULL, 'H'},
+		{"listen", required_argument, NULL, 'l'},
+		{"advertise", required_argument, NULL, 'a'},
+		{"secret", required_argument, NULL, 's'},
+		{"capacity", required_argument, NULL, 'c'},
+		{"db", required_argument, NULL, 'd'},
+		{"heartbeat", required_argument, NULL, 'b'},
+		{"exec", required_argument, NULL, 'e'},
+		{"print", no_argument, NULL, 'p'},
+		{"tls-cert", required_argument, NULL, 'C'},
+		{"tls-key", required_argument, NULL, 'K'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	bool		print = false;
+	int			c;
+
+	memset(opt, 0, sizeof(*opt));
+	opt->capacity = DEFAULT_CAPACITY;
+	opt->heartbeat_secs = DEFAULT_HEARTBEAT_SECS;
+	opt->listen_port = -1;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'H':
+				opt->handler = optarg;
+				break;
+			case 'l':
+				parse_listen(optarg, opt);
+				break;
+			case 'a':
+				opt->advertise = optarg;
+				break;
+			case 's':
+				opt->secret = optarg;
+				break;
+			case 'c':
+				opt->capacity = parse_int(optarg, "--capacity", 1, 100000);
+				break;
+			case 'd':
+				opt->conninfo = optarg;
+				break;
+			case 'b':
+				opt->heartbeat_secs = parse_int(optarg, "--heartbeat",
+												1, 86400);
+				break;
+			case 'e':
+				opt->exec_command = optarg;
+				break;
+			case 'p':
+				print = true;
+				break;
+			case 'C':
+				opt->tls_cert = optarg;
+				break;
+			case 'K':
+				opt->tls_key = optarg;
+				break;
+			case 'h':
+				usage(stdout);
+				exit(0);
+			default:
+				fprintf(stderr, "Try \"%s --help\" for more information.\n",
+						progname);
+				exit(2);
+		}
+	}
+	if (optind < argc)
+		bad_usage("unexpected argument \"%s\"", argv[optind]);
+	if (opt->handler == NULL || opt->handler[0] == '\0')
+		bad_usage("--handler is required");
+	if (opt->listen_port < 0)
+		bad_usage("--listen is required");
+	if ((opt->exec_command != NULL) == print)
+		bad_usage("give exactly one of --exec and --print");
+	if ((opt->tls_cert != NULL) != (opt->tls_key != NULL))
+		bad_usage("--tls-cert and --tls-key go together");
+	if (opt->secret != NULL && opt->secret[0] == '\0')
+		opt->secret = NULL;
+}
+
+static bool
+is_wildcard(const char *host)
+{
+	return host[0] == '\0' || strcmp(host, "*") == 0 ||
+		strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+/*
+ * The address the leader dials: --advertise, or built from --listen and the
+ * port actually bound (so that port 0 works too).
+ */
+static char *
+build_address(void)
+{
+	const char *host = worker.opt.listen_host;
+	const char *scheme = worker.opt.tls_cert ? "wss" : "ws";
+	char		hostname[256];
+	char		buf[512];
+
+	if (worker.opt.advertise)
+		return xstrdup(worker.opt.advertise);
+	if (is_wildcard(host))
+	{
+		if (gethostname(hostname, sizeof(hostname)) != 0)
+			strcpy(hostname, "localhost");
+		hostname[sizeof(hostname) - 1] = '\0';
+		host = hostname;
+		wlog("WARNING", "listening on all addresses: registering host name \"%s\"; use --advertise to choose",
+			 host);
+	}
+	if (strchr(host, ':'))
+		snprintf(buf, sizeof(buf), "%s://[%s]:%d/", scheme, host, worker.port);
+	else
+		snprintf(buf, sizeof(buf), "%s://%s:%d/", scheme, host, worker.port);
+	return xstrdup(buf);
+}
+
+/*
+ * Signal handlers only record the signal and wake the lws loop through the
+ * self-pipe; everything else happens in the main loop.
+ */
+static void
+signal_handler(int signo)
+{
+	int			save_errno = errno;
+	char		byte = (char) signo;
+	ssize_t		rc;
+
+	if (signo == SIGCHLD)
+		got_sigchld = 1;
+	else
+		shutdown_requests++;
+	/* a full pipe already holds a pending wakeup: nothing lost */
+	rc = write(worker.signal_pipe[1], &byte, 1);
+	(void) rc;
+	errno = save_errno;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(worker.signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+	{
+		wlog("FATAL", "could not create a pipe: %s", strerror(errno));
+		exit(1);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = signal_handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGCHLD);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* a leader that hangs up mid-write must not kill us */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Children inherit fds 0-2: make sure they are open, if only on /dev/null. */
+static void
+ensure_std_fds(void)
+{
+	int			fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+}
+
+typedef enum Phase
+{
+	PHASE_RUNNING,				/* normal service */
+	PHASE_DRAINING,				/* signalled: finishing deliveries */
+	PHASE_CLOSING,				/* unregistered: closing connections */
+	PHASE_DONE
+} Phase;
+
+/* React to SIGTERM/SIGINT counted by the handler. */
+static void
+check_shutdown_requests(Phase *phase)
+{
+	int			requests = shutdown_requests;
+
+	if (requests >= 1 && *phase == PHASE_RUNNING)
+	{
+		*phase = PHASE_DRAINING;
+		worker.shutting_down = true;
+		wlog("LOG", "shutting down: finishing %d running and %d queued deliveries",
+			 worker.n_running, worker.n_queued);
+	}
+	if (requests >= 2 && !worker.forced)
+	{
+		worker.forced = true;
+		wlog("LOG", "second signal: killing %d running commands",
+			 worker.n_running);
+		delivery_kill_all();
+	}
+}
+
+/* Move the shutdown along; returns the time by which to look again. */
+static lws_usec_t
+advance_shutdown(Phase *phase, lws_usec_t now)
+{
+	static lws_usec_t close_deadline;
+
+	if (*phase == PHASE_DRAINING && delivery_none_in_flight())
+	{
+		registry_unregister();
+		server_close_all();
+		close_deadline = now + CLOSE_WAIT_US;
+		*phase = PHASE_CLOSING;
+	}
+	if (*phase == PHASE_CLOSING &&
+		(server_no_connections() || now >= close_deadline))
+		*phase = PHASE_DONE;
+	return *phase == PHASE_CLOSING ? close_deadline : 0;
+}
+
+/*
+ * The service loop.  lws_service() returns after each batch of socket
+ * events; a self-pipe byte (signals) or a scheduled wakeup (heartbeat,
+ * close deadline) makes sure it returns when the loop has work of its own.
+ */
+static void
+run(void)
+{
+	lws_usec_t	interval = (lws_usec_t) worker.opt.heartbeat_secs * LWS_US_PER_SEC;
+	lws_usec_t	next_heartbeat = lws_now_usecs() + interval;
+	Phase		phase = PHASE_RUNNING;
+
+	while (phase != PHASE_DONE)
+	{
+		lws_usec_t	now;
+		lws_usec_t	wake;
+
+		lws_service(worker.context, 0);
+
+		if (got_sigchld)
+		{
+			got_sigchld = 0;
+			delivery_reap();
+		}
+		check_shutdown_requests(&phase);
+
+		now = lws_now_usecs();
+		if (now >= next_heartbeat && phase <= PHASE_DRAINING)
+		{
+			registry_heartbeat();
+			now = lws_now_usecs();
+			next_heartbeat = now + interval;
+		}
+		wake = advance_shutdown(&phase, now);
+		if (wake == 0 || wake > next_heartbeat)
+			wake = next_heartbeat;
+		server_wake_after(wake > now ? wake - now : 0);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	parse_options(argc, argv, &worker.opt);
+	ensure_std_fds();
+	setup_signals();
+
+	if (!server_start())
+		return 1;
+	worker.address = build_address();
+	if (!registry_register())
+	{
+		server_stop();
+		return 1;
+	}
+	wlog("LOG", "serving handler \"%s\" at %s (%s mode, capacity %d)",
+		 worker.opt.handler, worker.address,
+		 worker.opt.exec_command ? "exec" : "print", worker.opt.capacity);
+
+	run();
+
+	server_stop();
+	wlog("LOG", "stopped");
+	free(worker.address);
+	free((char *) worker.opt.listen_host);
+	return worker.forced ? 1 : 0;
+}

@@ -43,8 +43,8 @@ test: setup
 	$(MAKE) all
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
-	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
 	$(MAKE) test-fuzz
+	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
 
 test-regress:
 	$(PGXS_DIR)/test/regress/pg_regress --bindir='$(BINDIR)' \
@@ -94,6 +94,7 @@ bench: setup
 	scripts/prepare-out $(OUT)
 	$(RUN_AS) bench/idle $(OUT)/bench/idle
 	$(RUN_AS) bench/pump $(OUT)/bench/pump
+	$(RUN_AS) bench/mesh $(OUT)/bench/mesh
 
 # The extension under valgrind: a server whose processes all run under
 # memcheck goes through leadership changes and every SQL function; any

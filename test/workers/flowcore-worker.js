@@ -5,6 +5,8 @@
 //
 // usage: node flowcore-worker.js PORT LOGFILE [--fail-every N] [--slow MS]
 //        [--secret S] [--never-answer] [--bad-fence] [--bad-json]
+// --latency FILE: for events whose payload has "t" (an ISO timestamp taken
+// when published), append how many ms later the worker received them.
 // --bad-fence and --bad-json misbehave on purpose (tests of untrusted input):
 // the ack carries a stale fence, or the answer is not JSON.
 // Every event it acks is appended to LOGFILE as "<event id> <key>\n".
@@ -23,6 +25,8 @@ const secret = opt('--secret', null);
 const neverAnswer = rest.includes('--never-answer');
 const badFence = rest.includes('--bad-fence');
 const badJson = rest.includes('--bad-json');
+const latencyFile = opt('--latency', null);
+const { performance } = require('perf_hooks');
 let deliveries = 0;
 
 const wss = new WebSocketServer({
@@ -36,6 +40,12 @@ wss.on('connection', (ws) => {
     const msg = JSON.parse(data.toString());
     if (msg.type === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
     if (msg.type !== 'events') return; // hello and anything else: not ours
+    if (latencyFile) {
+      const now = performance.timeOrigin + performance.now();
+      const lines = msg.events.filter((e) => e.payload && e.payload.t)
+        .map((e) => `${(now - Date.parse(e.payload.t)).toFixed(3)}\n`).join('');
+      if (lines) fs.appendFileSync(latencyFile, lines);
+    }
     if (neverAnswer) return;
     if (badJson) return ws.send('{"type": "ack", "deliveryId": ');
     if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence - 1 }));
@@ -46,7 +56,8 @@ wss.on('connection', (ws) => {
         ws.send(JSON.stringify({ type: 'fail', deliveryId: msg.deliveryId, error: 'failing on purpose' }));
         return;
       }
-      fs.appendFileSync(logfile, msg.events.map((e) => `${e.id} ${e.key}\n`).join(''));
+      if (logfile !== '-')
+        fs.appendFileSync(logfile, msg.events.map((e) => `${e.id} ${e.key}\n`).join(''));
       ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId }));
     }, slowMs);
   });

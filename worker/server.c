@@ -1,0 +1,544 @@
+/*-------------------------------------------------------------------------
+ *
+ * server.c
+ *	  The libwebsockets side: one context, one listening vhost, the leader
+ *	  connections, and the raw file descriptors the loop watches besides.
+ *
+ * Three lws protocols share the vhost:
+ *	cluster-worker			the WebSocket protocol the leader speaks (also
+ *							the default protocol, so it sees the HTTP upgrade
+ *							and checks the bearer token there)
+ *	cluster-worker-signals	the read end of the self-pipe the signal handlers
+ *							write to: its only job is to wake lws_service()
+ *	cluster-worker-stderr	a child's stderr, read as it arrives so that a
+ *							chatty command never blocks on a full pipe
+ *
+ * Callbacks never block and never touch the database; answers go through
+ * a per-connection queue written on LWS_CALLBACK_SERVER_WRITEABLE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define RX_CHUNK_SIZE	(64 * 1024)		/* what lws hands us at a time */
+#define RX_KEEP_SIZE	(1024 * 1024)	/* larger buffers are freed after use */
+#define AUTH_HEADER_MAX 4096
+
+static bool closing_all = false;
+static lws_sorted_usec_list_t wake_sul;
+static char listen_numeric[NI_MAXHOST];
+
+static int	callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
+							void *user, void *in, size_t len);
+static int	callback_signals(struct lws *wsi, enum lws_callback_reasons reason,
+							 void *user, void *in, size_t len);
+static int	callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
+							void *user, void *in, size_t len);
+
+static const struct lws_protocols protocols[] = {
+	{
+		.name = "cluster-worker",
+		.callback = callback_leader,
+		.per_session_data_size = sizeof(Connection),
+		.rx_buffer_size = RX_CHUNK_SIZE,
+	},
+	{
+		.name = "cluster-worker-signals",
+		.callback = callback_signals,
+	},
+	{
+		.name = "cluster-worker-stderr",
+		.callback = callback_stderr,
+	},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* Compare without leaking, through timing, where the strings differ. */
+static bool
+secret_matches(const char *given, const char *secret)
+{
+	size_t		given_len = strlen(given);
+	size_t		len = strlen(secret);
+	unsigned char diff = (given_len != len);
+
+	for (size_t i = 0; i < len; i++)
+		diff |= (unsigned char) secret[i] ^
+			(unsigned char) (i < given_len ? given[i] : 0);
+	return diff == 0;
+}
+
+/* Does the upgrade request carry "Authorization: Bearer <secret>"? */
+static bool
+authorized(struct lws *wsi)
+{
+	char		header[AUTH_HEADER_MAX];
+	int			len;
+
+	if (worker.opt.secret == NULL)
+		return true;
+	len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (len <= 0 || len >= (int) sizeof(header))
+		return false;
+	if (lws_hdr_copy(wsi, header, sizeof(header),
+					 WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+		return false;
+	/* the scheme name is case-insensitive (RFC 7235) */
+	if (strncasecmp(header, "Bearer ", 7) != 0)
+		return false;
+	return secret_matches(header + 7, worker.opt.secret);
+}
+
+/* Answer an HTTP request with an error status and end it. */
+static int
+refuse(struct lws *wsi, unsigned int status, const char *why)
+{
+	char		peer[64];
+
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	wlog("WARNING", "refused a connection from %s with HTTP %u: %s",
+		 peer, status, why);
+	if (lws_return_http_status(wsi, status, NULL))
+		return -1;
+	return 1;
+}
+
+/* Log why, set the WebSocket close status, and have lws close. */
+static int
+close_with(Connection *c, int status, const char *why)
+{
+	wlog(status == CLOSE_GOING_AWAY ? "LOG" : "WARNING",
+		 "closing the connection from %s with status %d: %s",
+		 c->peer, status, why);
+	lws_close_reason(c->wsi, (enum lws_close_status) status,
+					 (unsigned char *) why, strlen(why));
+	return -1;
+}
+
+static void
+append_rx(Connection *c, const char *in, size_t len)
+{
+	if (c->rx_len + len > c->rx_cap)
+	{
+		size_t		cap = c->rx_cap ? c->rx_cap : RX_CHUNK_SIZE;
+		char	   *grown;
+
+		while (cap < c->rx_len + len)
+			cap *= 2;
+		grown = realloc(c->rx, cap);
+		if (grown == NULL)
+		{
+			wlog("FATAL", "out of memory");
+			exit(1);
+		}
+		c->rx = grown;
+		c->rx_cap = cap;
+	}
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+}
+
+static void
+reset_rx(Connection *c)
+{
+	c->rx_len = 0;
+	if (c->rx_cap > RX_KEEP_SIZE)
+	{
+		free(c->rx);
+		c->rx = NULL;
+		c->rx_cap = 0;
+	}
+}
+
+/*
+ * One piece of a message.  lws hands over a frame in chunks and a message
+ * in one or more frames: reassemble until the last chunk of the final
+ * fragment, then decode.
+ */
+static int
+receive_fragment(Connection *c, const char *in, size_t len)
+{
+	char		why[124];		/* a close reason holds at most 123 bytes */
+	int			status;
+
+	if (lws_frame_is_binary(c->wsi))
+		return close_with(c, CLOSE_UNSUPPORTED_DATA,
+						  "binary messages are not part of the protocol");
+	if (len > MAX_MESSAGE_SIZE - c->rx_len)
+		return close_with(c, CLOSE_TOO_BIG, "message larger than 16 MiB");
+	append_rx(c, in, len);
+	if (!lws_is_final_fragment(c->wsi) ||
+		lws_remaining_packet_payload(c->wsi) > 0)
+		return 0;
+
+	status = protocol_receive(c, c->rx, c->rx_len, why, sizeof(why));
+	reset_rx(c);
+	if (status != 0)
+		return close_with(c, status, why);
+	return 0;
+}
+
+/* Write the oldest queued message; once drained, close if asked to. */
+static int
+write_next(Connection *c)
+{
+	Outgoing   *o = c->out_head;
+	int			n;
+
+	if (o == NULL)
+		return c->closing ?
+			close_with(c, CLOSE_GOING_AWAY, "worker is shutting down") : 0;
+
+	c->out_head = o->next;
+	if (c->out_head == NULL)
+		c->out_tail = NULL;
+	n = lws_write(c->wsi, o->data + LWS_PRE, o->len, LWS_WRITE_TEXT);
+	if (n < (int) o->len)
+	{
+		wlog("WARNING", "could not write to %s", c->peer);
+		free(o);
+		return -1;
+	}
+	free(o);
+	if (c->out_head != NULL || c->closing)
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void
+connection_opened(Connection *c, struct lws *wsi)
+{
+	memset(c, 0, sizeof(*c));
+	c->wsi = wsi;
+	lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	c->next = worker.connections;
+	worker.connections = c;
+	wlog("LOG", "leader connected from %s", c->peer);
+	if (closing_all)
+	{
+		c->closing = true;
+		lws_callback_on_writable(wsi);
+	}
+}
+
+static void
+connection_closed(Connection *c)
+{
+	Connection **p;
+
+	for (p = &worker.connections; *p != NULL; p = &(*p)->next)
+	{
+		if (*p == c)
+		{
+			*p = c->next;
+			break;
+		}
+	}
+	delivery_connection_gone(c);
+	while (c->out_head != NULL)
+	{
+		Outgoing   *o = c->out_head;
+
+		c->out_head = o->next;
+		free(o);
+	}
+	free(c->rx);
+	wlog("LOG", "connection from %s closed", c->peer);
+}
+
+static void
+log_peer_close(Connection *c, const unsigned char *in, size_t len)
+{
+	int			status = len >= 2 ? (in[0] << 8) | in[1] : 0;
+
+	wlog("LOG", "leader at %s closes the connection (status %d%s%.*s)",
+		 c->peer, status, len > 2 ? ": " : "",
+		 len > 2 ? (int) (len - 2) : 0, len > 2 ? (const char *) in + 2 : "");
+}
+
+static int
+callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
+				void *user, void *in, size_t len)
+{
+	Connection *c = (Connection *) user;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+			if (closing_all)
+				return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+							  "worker is shutting down");
+			if (!authorized(wsi))
+				return refuse(wsi, HTTP_STATUS_UNAUTHORIZED,
+							  "missing or wrong bearer token");
+			return 0;
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			/* checked above already; this guards every other path */
+			return authorized(wsi) ? 0 : 1;
+		case LWS_CALLBACK_HTTP:
+			/* a plain HTTP request: there is nothing to serve */
+			if (lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+									   "this is a WebSocket endpoint") ||
+				lws_http_transaction_completed(wsi))
+				return -1;
+			return 0;
+		case LWS_CALLBACK_ESTABLISHED:
+			connection_opened(c, wsi);
+			return 0;
+		case LWS_CALLBACK_RECEIVE:
+			return receive_fragment(c, (const char *) in, len);
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			return write_next(c);
+		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+			log_peer_close(c, (const unsigned char *) in, len);
+			return 0;
+		case LWS_CALLBACK_CLOSED:
+			connection_closed(c);
+			return 0;
+		default:
+			return 0;
+	}
+}
+
+/* Drain the self-pipe; the main loop looks at what the handlers noted. */
+static int
+callback_signals(struct lws *wsi, enum lws_callback_reasons reason,
+				 void *user, void *in, size_t len)
+{
+	char		buf[64];
+
+	if (reason == LWS_CALLBACK_RAW_RX_FILE)
+	{
+		while (read(lws_get_socket_fd(wsi), buf, sizeof(buf)) > 0)
+			;
+	}
+	return 0;
+}
+
+/* A child's stderr; the opaque pointer is its Delivery, NULL once done. */
+static int
+callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
+				void *user, void *in, size_t len)
+{
+	Delivery   *d = (Delivery *) lws_get_opaque_user_data(wsi);
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_RX_FILE:
+			return delivery_read_stderr(d, lws_get_socket_fd(wsi));
+		case LWS_CALLBACK_RAW_CLOSE_FILE:
+			if (d != NULL)
+				d->stderr_wsi = NULL;
+			return 0;
+		default:
+			return 0;
+	}
+}
+
+static void
+lws_log_line(int level, const char *line)
+{
+	int			len = (int) strlen(line);
+
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	wlog(level == LLL_ERR ? "ERROR" : "WARNING", "libwebsockets: %.*s",
+		 len, line);
+}
+
+/*
+ * Turn --listen's host into what lws binds: lws takes an interface name or
+ * a numeric address, and binds an IPv4 address only with IPv6 disabled.
+ * Names resolve to their first IPv4 address if they have one.
+ */
+static bool
+set_listen_address(struct lws_context_creation_info *info)
+{
+	const char *host = worker.opt.listen_host;
+	struct addrinfo hints;
+	struct addrinfo *res;
+	int			rc;
+
+	if (host[0] == '\0' || strcmp(host, "*") == 0 || strcmp(host, "::") == 0)
+		return true;			/* every address, IPv4 and IPv6 */
+	if (strcmp(host, "0.0.0.0") == 0)
+	{
+		info->options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		return true;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_family = AF_INET;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0)
+	{
+		hints.ai_family = AF_UNSPEC;
+		rc = getaddrinfo(host, NULL, &hints, &res);
+	}
+	if (rc != 0)
+	{
+		wlog("ERROR", "could not resolve listen host \"%s\": %s",
+			 host, gai_strerror(rc));
+		return false;
+	}
+	rc = getnameinfo(res->ai_addr, res->ai_addrlen, listen_numeric,
+					 sizeof(listen_numeric), NULL, 0, NI_NUMERICHOST);
+	if (res->ai_family == AF_INET)
+		info->options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	freeaddrinfo(res);
+	if (rc != 0)
+	{
+		wlog("ERROR", "could not use listen host \"%s\": %s",
+			 host, gai_strerror(rc));
+		return false;
+	}
+	info->iface = listen_numeric;
+	return true;
+}
+
+/* Create the context and the listening vhost, and watch the self-pipe. */
+bool
+server_start(void)
+{
+	struct lws_context_creation_info info;
+	bool		tls = worker.opt.tls_cert != NULL;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if (tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	worker.context = lws_create_context(&info);
+	if (worker.context == NULL)
+	{
+		wlog("ERROR", "could not create the libwebsockets context");
+		return false;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "default";
+	info.port = worker.opt.listen_port;
+	info.protocols = protocols;
+	if (tls)
+	{
+		info.ssl_cert_filepath = worker.opt.tls_cert;
+		info.ssl_private_key_filepath = worker.opt.tls_key;
+	}
+	if (set_listen_address(&info))
+		worker.vhost = lws_create_vhost(worker.context, &info);
+	if (worker.vhost == NULL)
+	{
+		wlog("ERROR", "could not listen on %s:%d%s",
+			 worker.opt.listen_host, worker.opt.listen_port,
+			 tls ? " with TLS" : "");
+		server_stop();
+		return false;
+	}
+	worker.port = lws_get_vhost_listen_port(worker.vhost);
+
+	if (server_adopt_fd(worker.signal_pipe[0], "cluster-worker-signals",
+						NULL) == NULL)
+	{
+		wlog("ERROR", "could not watch the signal pipe");
+		server_stop();
+		return false;
+	}
+	return true;
+}
+
+void
+server_stop(void)
+{
+	if (worker.context != NULL)
+		lws_context_destroy(worker.context);
+	worker.context = NULL;
+	worker.vhost = NULL;
+}
+
+/* Queue a message for c and ask lws for a write slot; takes msg. */
+void
+server_send(Connection *c, json_t *msg)
+{
+	char	   *text = json_dumps(msg, JSON_COMPACT);
+	size_t		len;
+	Outgoing   *o;
+
+	json_decref(msg);
+	if (text == NULL)
+	{
+		wlog("ERROR", "could not encode a message to %s", c->peer);
+		return;
+	}
+	len = strlen(text);
+	o = xmalloc(sizeof(Outgoing) + LWS_PRE + len);
+	o->next = NULL;
+	o->len = len;
+	memcpy(o->data + LWS_PRE, text, len);
+	free(text);
+
+	if (c->out_tail != NULL)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	lws_callback_on_writable(c->wsi);
+}
+
+/* Close every connection with 1001 once its queued answers are out. */
+void
+server_close_all(void)
+{
+	closing_all = true;
+	for (Connection *c = worker.connections; c != NULL; c = c->next)
+	{
+		c->closing = true;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
+bool
+server_no_connections(void)
+{
+	return worker.connections == NULL;
+}
+
+static void
+wake_up(lws_sorted_usec_list_t *sul)
+{
+	lws_cancel_service(worker.context);
+}
+
+/*
+ * Make lws_service() return within us microseconds.  lws 4.1.6 ignores
+ * lws_service()'s timeout argument, so a scheduled callback that cancels
+ * the wait stands in for it.
+ */
+void
+server_wake_after(lws_usec_t us)
+{
+	lws_sul_schedule(worker.context, 0, &wake_sul, wake_up, us);
+}
+
+/* Have lws watch fd (a pipe end) for the given raw protocol. */
+struct lws *
+server_adopt_fd(int fd, const char *protocol, void *opaque)
+{
+	lws_adopt_desc_t desc;
+
+	memset(&desc, 0, sizeof(desc));
+	desc.vh = worker.vhost;
+	desc.type = LWS_ADOPT_RAW_FILE_DESC;
+	desc.fd.filefd = fd;
+	desc.vh_prot_name = protocol;
+	desc.opaque = opaque;
+	return lws_adopt_descriptor_vhost_via_info(&desc);
+}

@@ -18,7 +18,7 @@ SHLIB_LINK = -lwebsockets -luv
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out); the isolation specs
 # run in "postgres", where the engines of the instance run too
-REGRESS_TESTS = coordination coordinators privileges pumps
+REGRESS_TESTS = coordination coordinators privileges pumps workers
 ISOLATION_TESTS = lease_race kv_race publish_order
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,0 +1,50 @@
+-- The worker registry and its errors.
+CREATE EXTENSION cluster;
+\set SHOW_CONTEXT never
+
+SELECT cluster.create_pump('orders');
+SELECT cluster.create_handler('mail', 'orders');
+
+SELECT length(cluster.register_worker('mail', 'ws://10.0.0.1:8080/')) = 36 AS got_an_id;
+SELECT cluster.register_worker('mail', 'wss://worker.example.com/events', secret => 's3cret', capacity => 8) IS NOT NULL;
+-- registering the same address again updates it and keeps its id
+SELECT cluster.register_worker('mail', 'ws://10.0.0.1:8080/', capacity => 2)
+     = (SELECT id FROM cluster.worker WHERE address = 'ws://10.0.0.1:8080/') AS same_id;
+SELECT handler, address, capacity, connected, in_flight, delivered, acked, failed, reconnects
+  FROM cluster.workers ORDER BY address;
+SELECT cluster.worker_heartbeat((SELECT id FROM cluster.worker WHERE address = 'ws://10.0.0.1:8080/'));
+SELECT cluster.worker_heartbeat('no-such-worker');
+SELECT cluster.unregister_worker((SELECT id FROM cluster.worker WHERE address = 'ws://10.0.0.1:8080/'));
+SELECT count(*) FROM cluster.workers;
+-- no view shows a secret
+SELECT count(*) FROM information_schema.columns
+ WHERE table_schema = 'cluster' AND column_name = 'secret' AND table_name <> 'worker';
+
+-- errors
+SELECT cluster.register_worker('nobody', 'ws://10.0.0.1:8080/');
+SELECT cluster.register_worker('mail', 'http://10.0.0.1:8080/');
+SELECT cluster.register_worker('mail', 'ws://');
+SELECT cluster.register_worker('mail', NULL);
+SELECT cluster.register_worker('mail', 'ws://10.0.0.1/', capacity => 0);
+SELECT cluster.register_worker('mail', 'ws://10.0.0.1/', secret => '');
+SELECT cluster.worker_heartbeat(NULL);
+SELECT cluster.unregister_worker('');
+
+-- a worker role may register; PUBLIC may not
+CREATE ROLE worker_test_role IN ROLE cluster_worker;
+CREATE ROLE worker_test_nobody;
+SET ROLE worker_test_role;
+SELECT cluster.register_worker('mail', 'ws://10.0.0.9:8080/') IS NOT NULL AS registered;
+SELECT count(*) FROM cluster.workers;
+SELECT * FROM cluster.worker;
+RESET ROLE;
+SET ROLE worker_test_nobody;
+SELECT cluster.register_worker('mail', 'ws://10.0.0.9:8080/');
+RESET ROLE;
+DROP ROLE worker_test_role, worker_test_nobody;
+
+-- dropping the handler drops its workers
+SELECT cluster.drop_handler('mail');
+SELECT count(*) FROM cluster.worker;
+
+DROP EXTENSION cluster;

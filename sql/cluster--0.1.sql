@@ -614,9 +614,20 @@ CREATE TABLE cluster.pump (
 	headers_column name,
 	created_at_column name,
 	retention	interval NOT NULL,
+	owner		regrole NOT NULL DEFAULT current_user::regrole,
 	created_at	timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE cluster.pump IS 'pumps: named sources of events; read cluster.pumps';
+
+/* Only a pump's owner (or a superuser) may change or drop it. */
+ALTER TABLE cluster.pump ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pump_read ON cluster.pump FOR SELECT USING (true);
+CREATE POLICY pump_insert ON cluster.pump FOR INSERT
+	WITH CHECK (owner = current_user::regrole);
+CREATE POLICY pump_update ON cluster.pump FOR UPDATE
+	USING (owner = current_user::regrole) WITH CHECK (owner = current_user::regrole);
+CREATE POLICY pump_delete ON cluster.pump FOR DELETE
+	USING (owner = current_user::regrole);
 
 CREATE TABLE cluster.handler (
 	id			int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -785,6 +796,12 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'pump "%" does not exist', $1 USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM FROM cluster.pump WHERE id = p.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'permission denied for pump "%"', $1
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('It is owned by %s.', p.owner);
+	END IF;
 	IF EXISTS (SELECT FROM cluster.handler h WHERE h.pump_id = p.id) THEN
 		RAISE EXCEPTION 'pump "%" still has handlers', $1
 			USING ERRCODE = 'dependent_objects_still_exist',
@@ -836,7 +853,8 @@ END
 $$;
 
 /* The handler function: one jsonb argument, returns void or jsonb. */
-CREATE FUNCTION cluster._check_handler_function(fn regprocedure)
+CREATE FUNCTION cluster._check_handler_function(fn regprocedure,
+	runs_as regrole DEFAULT current_user::regrole)
 RETURNS void LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -854,13 +872,44 @@ BEGIN
 			USING ERRCODE = 'invalid_function_definition',
 				  DETAIL = 'A handler function takes one jsonb argument (the batch of events) and returns void or jsonb (a state patch).';
 	END IF;
-	IF NOT has_function_privilege(current_user, fn, 'EXECUTE') THEN
+	IF NOT has_function_privilege(runs_as, fn, 'EXECUTE') THEN
 		RAISE EXCEPTION 'permission denied for function %', fn
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'The handler function runs as the handler''s owner.';
+				  DETAIL = format('The handler function runs as the handler''s owner, %s.', runs_as);
 	END IF;
 END
 $$;
+
+/*
+ * The checks hold for direct writes to the tables too: a handler's
+ * function must suit and be executable by its owner, a pump's source must
+ * be readable by its owner.
+ */
+CREATE FUNCTION cluster._handler_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM cluster._check_handler_function(NEW.function, NEW.owner);
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE OF function, owner ON cluster.handler
+	FOR EACH ROW EXECUTE FUNCTION cluster._handler_guard();
+
+CREATE FUNCTION cluster._pump_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.source IS NOT NULL AND NOT has_table_privilege(NEW.owner, NEW.source, 'SELECT') THEN
+		RAISE EXCEPTION 'permission denied for table %', NEW.source
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The owner of pump "%s", %s, must be able to read it.', NEW.name, NEW.owner);
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE OF source, owner ON cluster.pump
+	FOR EACH ROW EXECUTE FUNCTION cluster._pump_guard();
 
 CREATE FUNCTION cluster.create_handler(name text, pump text,
 	function regprocedure DEFAULT NULL, ordering text DEFAULT 'key',
@@ -1134,9 +1183,11 @@ BEGIN
 		IF op ->> 'op' = 'remove' THEN
 			doc := doc #- path;
 		ELSE
-			/* create missing parents, as a JSON patch "add" would */
+			/* create missing parents, as a JSON patch "add" would; an
+			 * existing array or object is walked into, never replaced */
 			FOR i IN 2 .. array_length(path, 1) - 1 LOOP
-				IF jsonb_typeof(doc #> path[1:i]) IS DISTINCT FROM 'object' THEN
+				IF jsonb_typeof(doc #> path[1:i]) IS NULL
+				   OR jsonb_typeof(doc #> path[1:i]) NOT IN ('object', 'array') THEN
 					doc := jsonb_set(doc, path[1:i], '{}', true);
 				END IF;
 			END LOOP;
@@ -1197,7 +1248,7 @@ RETURNS SETOF record LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'cluster_handler_status';
 
 CREATE VIEW cluster.pumps AS
-SELECT p.name, coalesce(p.source::text, 'cluster.events') AS source, c.name AS coordinator,
+SELECT p.name, coalesce(p.source::text, 'cluster.events') AS source, c.name AS coordinator, p.owner,
 	   p.retention,
 	   (SELECT count(*) FROM cluster.handler h WHERE h.pump_id = p.id) AS handlers,
 	   p.created_at
@@ -1389,7 +1440,8 @@ GRANT EXECUTE ON FUNCTION
 	cluster.publish(text, jsonb, text, jsonb),
 	cluster.publish_batch(text, jsonb)
 TO cluster_worker;
-GRANT INSERT ON cluster.events TO cluster_worker;
+/* not id or txid: the pump's order depends on them being the defaults */
+GRANT INSERT (stream, key, payload, headers, created_at) ON cluster.events TO cluster_worker;
 GRANT USAGE ON SEQUENCE cluster.events_id_seq TO cluster_worker;
 
 /*
@@ -1418,8 +1470,10 @@ GRANT EXECUTE ON FUNCTION
 	cluster._check_range(text, int, int, int),
 	cluster._check_column(regclass, text, name, regtype[]),
 	cluster._check_handler_settings(text, int, int, interval, int),
-	cluster._check_handler_function(regprocedure),
+	cluster._check_handler_function(regprocedure, regrole),
 	cluster._handler_for_update(text),
+	cluster._handler_guard(),
+	cluster._pump_guard(),
 	cluster._position_before(cluster.pump, timestamptz),
 	cluster._lag(cluster.pump, jsonb)
 TO cluster_admin;

@@ -348,7 +348,23 @@ SELECT name, owner, paused FROM cluster.handlers WHERE name = 'a_mail';
 SET ROLE pump_admin_a;
 SELECT cluster.resume_handler('a_mail');
 SELECT cluster.alter_handler('a_mail', batch_size => 10);
+-- the checks hold for direct writes too
+UPDATE cluster.handler SET function = 'pg_catalog.jsonb_typeof(jsonb)' WHERE name = 'a_mail';
+UPDATE cluster.handler SET function = 'pg_catalog.jsonb_strip_nulls(jsonb)' WHERE name = 'a_mail';
+UPDATE cluster.handler SET owner = 'pump_admin_b' WHERE name = 'a_mail';
 SELECT cluster.drop_handler('a_mail');
+-- a pump belongs to its creator; its source must be readable by it
+SELECT cluster.create_pump('a_pump');
+RESET ROLE;
+SET ROLE pump_admin_b;
+SELECT cluster.drop_pump('a_pump');
+UPDATE cluster.pump SET retention = '1 hour' WHERE name = 'a_pump';
+SELECT count(*) AS changed FROM cluster.pump WHERE name = 'a_pump' AND retention = '1 hour';
+RESET ROLE;
+SET ROLE pump_admin_a;
+UPDATE cluster.pump SET source = 'pg_authid' WHERE name = 'a_pump';
+SELECT name, owner FROM cluster.pumps WHERE name = 'a_pump';
+SELECT cluster.drop_pump('a_pump');
 RESET ROLE;
 
 -- an application publishes and reads the views, and manages nothing
@@ -356,6 +372,9 @@ SET ROLE pump_app;
 SELECT cluster.publish('orders', '{"from": "app"}') > 0 AS published;
 SELECT cardinality(cluster.publish_batch('orders', '[{"payload": 1}, {"payload": 2}]')) AS published;
 INSERT INTO cluster.events (stream, payload) VALUES ('orders', '{"from": "insert"}');
+-- but not its position in the pump's order
+INSERT INTO cluster.events (stream, payload, txid) VALUES ('orders', '{}', '1');
+INSERT INTO cluster.events (id, stream, payload) VALUES (1, 'orders', '{}');
 SELECT count(*) FROM cluster.events;
 SELECT cluster.create_pump('app_pump');
 SELECT cluster.drop_pump('orders');

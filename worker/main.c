@@ -481,6 +481,7 @@ main(int argc, char **argv)
 	worker.address = build_address();
 	if (!registry_register())
 	{
+		registry_unregister();	/* closes the database connection */
 		server_stop();
 		return 1;
 	}

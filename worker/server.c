@@ -315,6 +315,9 @@ callback_signals(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	char		buf[64];
 
+	(void) user;
+	(void) in;
+	(void) len;
 	if (reason == LWS_CALLBACK_RAW_RX_FILE)
 	{
 		while (read(lws_get_socket_fd(wsi), buf, sizeof(buf)) > 0)
@@ -330,6 +333,9 @@ callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	Delivery   *d = (Delivery *) lws_get_opaque_user_data(wsi);
 
+	(void) user;
+	(void) in;
+	(void) len;
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
@@ -514,6 +520,7 @@ server_no_connections(void)
 static void
 wake_up(lws_sorted_usec_list_t *sul)
 {
+	(void) sul;
 	lws_cancel_service(worker.context);
 }
 

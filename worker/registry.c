@@ -1,0 +1,198 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The worker's registration, over its own libpq connection:
+ *
+ *	cluster.register_worker(handler text, address text, secret text,
+ *							capacity int) returns text		-- the worker id
+ *	cluster.worker_heartbeat(worker_id text) returns boolean
+ *	cluster.unregister_worker(worker_id text) returns void
+ *
+ * The calls are synchronous: they run between two turns of the lws loop,
+ * and deliveries wait meanwhile.  connect_timeout, tcp_user_timeout and
+ * statement_timeout keep that wait short even when the database is not
+ * answering (settings given in --db win over these defaults).  A broken
+ * connection is opened again on the next call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "worker.h"
+
+#define TEXTOID		25
+#define INT4OID		23
+
+static PGconn *db = NULL;
+static char *worker_id = NULL;
+
+static void
+log_db_error(const char *what, const char *message)
+{
+	int			len = (int) strlen(message);
+
+	while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
+		len--;
+	wlog("WARNING", "%s: %.*s", what, len, message);
+}
+
+static bool
+db_connect(void)
+{
+	static const char *const keywords[] = {
+		"connect_timeout", "tcp_user_timeout", "application_name",
+		"dbname", NULL
+	};
+	const char *values[] = {
+		"5", "10000", "cluster-worker",
+		worker.opt.conninfo ? worker.opt.conninfo : "", NULL
+	};
+	PGresult   *res;
+
+	if (db != NULL && PQstatus(db) == CONNECTION_OK)
+		return true;
+	if (db != NULL)
+		PQfinish(db);
+
+	/* expand_dbname: --db is a whole connection string, later in the list */
+	db = PQconnectdbParams(keywords, values, 1);
+	if (PQstatus(db) != CONNECTION_OK)
+	{
+		log_db_error("could not connect to the database", PQerrorMessage(db));
+		PQfinish(db);
+		db = NULL;
+		return false;
+	}
+	res = PQexec(db, "SET statement_timeout = '10s'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_db_error("could not set statement_timeout",
+					 PQresultErrorMessage(res));
+	PQclear(res);
+	return true;
+}
+
+/*
+ * Run a one-row query.  If the connection turns out to be broken (the
+ * server restarted, say), connect again and retry once; an SQL error is
+ * not retried.  Returns NULL after logging a failure.
+ */
+static PGresult *
+run_query(const char *what, const char *sql, int nparams, const Oid *types,
+		  const char *const *values)
+{
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		PGresult   *res;
+
+		if (!db_connect())
+			return NULL;
+		res = PQexecParams(db, sql, nparams, types, values, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			return res;
+		log_db_error(what, PQresultStatus(res) == PGRES_TUPLES_OK ?
+					 "no row returned" : PQresultErrorMessage(res));
+		PQclear(res);
+		if (PQstatus(db) == CONNECTION_OK)
+			return NULL;
+		PQfinish(db);
+		db = NULL;
+	}
+	return NULL;
+}
+
+bool
+registry_register(void)
+{
+	static const Oid types[] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	char		capacity[16];
+	const char *values[4];
+	PGresult   *res;
+
+	snprintf(capacity, sizeof(capacity), "%d", worker.opt.capacity);
+	values[0] = worker.opt.handler;
+	values[1] = worker.address;
+	values[2] = worker.opt.secret;	/* NULL: no secret */
+	values[3] = capacity;
+	res = run_query("could not register the worker",
+					"SELECT cluster.register_worker($1, $2, $3, $4)",
+					4, types, values);
+	if (res == NULL)
+		return false;
+	if (PQgetisnull(res, 0, 0))
+	{
+		wlog("WARNING", "cluster.register_worker returned no worker id");
+		PQclear(res);
+		return false;
+	}
+	free(worker_id);
+	worker_id = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	wlog("LOG", "registered as worker %s for handler \"%s\" at %s",
+		 worker_id, worker.opt.handler, worker.address);
+	return true;
+}
+
+/*
+ * Tell the database this worker lives.  If it answers false the
+ * registration has lapsed (expired, or removed): register again, unless
+ * shutting down.  Failures are logged and retried on the next beat.
+ */
+void
+registry_heartbeat(void)
+{
+	static const Oid types[] = {TEXTOID};
+	const char *values[1];
+	PGresult   *res;
+	bool		alive;
+
+	if (worker_id == NULL)
+	{
+		if (!worker.shutting_down)
+			registry_register();
+		return;
+	}
+	values[0] = worker_id;
+	res = run_query("heartbeat failed",
+					"SELECT cluster.worker_heartbeat($1)", 1, types, values);
+	if (res == NULL)
+		return;
+	alive = !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!alive && !worker.shutting_down)
+	{
+		wlog("LOG", "worker %s is no longer registered: registering again",
+			 worker_id);
+		registry_register();
+	}
+}
+
+/* Remove the registration and close the database connection. */
+void
+registry_unregister(void)
+{
+	static const Oid types[] = {TEXTOID};
+	const char *values[1];
+	PGresult   *res;
+
+	if (worker_id != NULL)
+	{
+		values[0] = worker_id;
+		res = run_query("could not unregister the worker",
+						"SELECT cluster.unregister_worker($1)",
+						1, types, values);
+		if (res != NULL)
+		{
+			wlog("LOG", "unregistered worker %s", worker_id);
+			PQclear(res);
+		}
+		free(worker_id);
+		worker_id = NULL;
+	}
+	if (db != NULL)
+		PQfinish(db);
+	db = NULL;
+}

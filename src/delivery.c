@@ -293,7 +293,10 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	if (patch)
 		out->patches = lappend(out->patches, patch);
 	if (msg->type == WORKER_ACK)
+	{
 		c->acked++;
+		c->backoff_ms = 0;		/* a connection that works resets its backoff */
+	}
 	else
 	{
 		c->failed++;
@@ -387,9 +390,14 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 	}
 }
 
-/* Deliveries of a connection that went away: their events go elsewhere. */
+/*
+ * Deliveries of a connection that went away: their events go elsewhere.
+ * When the leader closed it because the worker could not be trusted, that
+ * costs the events an attempt, so that a worker that keeps misbehaving on
+ * its keys can't hold them forever.
+ */
 static void
-take_back(HandlerRun *h, WorkerConn *c)
+take_back(HandlerRun *h, WorkerConn *c, BatchOutcome *out)
 {
 	ListCell   *lc;
 
@@ -397,12 +405,18 @@ take_back(HandlerRun *h, WorkerConn *c)
 	{
 		Delivery   *d = lfirst(lc);
 
-		if (d->conn == c)
+		if (d->conn != c)
+			continue;
+		for (int i = 0; i < d->n && c->close_status; i++)
 		{
-			delivery_end(h, d);
-			take_back(h, c);
-			return;
+			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+
+			if (ev && !ev->done)
+				handler_event_failed(h, ev, pstrdup(c->last_error), out);
 		}
+		delivery_end(h, d);
+		take_back(h, c, out);
+		return;
 	}
 }
 
@@ -451,7 +465,12 @@ delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out)
 		if (c->just_lost)
 		{
 			c->just_lost = false;
-			take_back(h, c);
+			ereport(WARNING,
+					(errmsg("lost the connection to worker %s of handler \"%s\" (%s)",
+							c->id, h->name, c->address),
+					 errdetail("%s", c->last_error[0] ? c->last_error : "no reason given"),
+					 errhint("Its deliveries go to the other workers; it is dialled again after a backoff.")));
+			take_back(h, c, out);
 		}
 		if (c->just_connected)
 		{

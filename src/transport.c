@@ -59,14 +59,23 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 {
 	WireMessage *m;
 
-	if (c->rx_len + len > TRANSPORT_MAX_MESSAGE)
+	/*
+	 * Too large: drop the rest of it and close from the writeable
+	 * callback, the way every close here goes (closing from inside the
+	 * receive path crashed lws 4.1.6 mid-message).
+	 */
+	if (c->close_status || c->rx_len + len > TRANSPORT_MAX_MESSAGE)
 	{
-		static const char why[] = "message too large";
-
-		strlcpy(c->last_error, "a message exceeded 16 MB: connection closed", sizeof(c->last_error));
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-						 (unsigned char *) why, sizeof(why) - 1);
-		return -1;
+		if (c->close_status == 0)
+		{
+			c->close_status = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+			strlcpy(c->close_reason, "message too large", sizeof(c->close_reason));
+			strlcpy(c->last_error, "a message exceeded 16 MB: connection closed",
+					sizeof(c->last_error));
+			lws_callback_on_writable(wsi);
+		}
+		c->rx_len = 0;
+		return 0;
 	}
 	if (c->rx_len + len + 1 > c->rx_cap)
 	{
@@ -150,7 +159,6 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_CLIENT_ESTABLISHED:
 			c->connected = true;
 			c->just_connected = true;
-			c->backoff_ms = 0;
 			break;
 		case LWS_CALLBACK_CLIENT_RECEIVE:
 			return conn_receive(wsi, c, in, len);

@@ -436,6 +436,8 @@ server_start(void)
 	info.protocols = protocols;
 	if (tls)
 	{
+		/* lws looks for the flag on the vhost too */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = worker.opt.tls_cert;
 		info.ssl_private_key_filepath = worker.opt.tls_key;
 	}

@@ -66,6 +66,10 @@ sub leader
 	return split / /, $row;
 }
 
+# the workers die with the test
+my @started;
+END { $_->kill_kill for grep { $_->pumpable } @started; }
+
 # Start a test worker (test/workers/flowcore-worker.js) on a free port;
 # returns (IPC::Run handle, port, log file).
 sub start_worker
@@ -85,8 +89,10 @@ sub start_worker
 		last if -s $out && slurp_file($out) =~ /listening/;
 		usleep(20_000);
 	}
+	push @started, $h;
 	return ($h, $port, $log);
 }
+
 
 # Event ids a worker logged, as a hash id => times.
 sub logged_ids

@@ -7,11 +7,14 @@
 //        [--secret S] [--never-answer] [--bad-fence] [--bad-json]
 // --latency FILE: for events whose payload has "t" (an ISO timestamp taken
 // when published), append how many ms later the worker received them.
+// --tls-cert FILE --tls-key FILE: serve wss:// instead of ws://.
+// --huge: answer every delivery with a 17 MB message (over the leader's limit).
 // --bad-fence and --bad-json misbehave on purpose (tests of untrusted input):
 // the ack carries a stale fence, or the answer is not JSON.
 // Every event it acks is appended to LOGFILE as "<event id> <key>\n".
 'use strict';
 const fs = require('fs');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
 const [port, logfile, ...rest] = process.argv.slice(2);
@@ -29,12 +32,21 @@ const latencyFile = opt('--latency', null);
 const { performance } = require('perf_hooks');
 let deliveries = 0;
 
-const wss = new WebSocketServer({
-  port: Number(port),
-  host: '127.0.0.1',
-  verifyClient: (info) =>
-    !secret || info.req.headers.authorization === `Bearer ${secret}`,
-});
+const huge = rest.includes('--huge');
+const tlsCert = opt('--tls-cert', null);
+const verifyClient = (info) =>
+  !secret || info.req.headers.authorization === `Bearer ${secret}`;
+let wss;
+if (tlsCert) {
+  const server = https.createServer({
+    cert: fs.readFileSync(tlsCert),
+    key: fs.readFileSync(opt('--tls-key', null)),
+  });
+  wss = new WebSocketServer({ server, verifyClient });
+  server.listen(Number(port), '127.0.0.1', () => console.log(`listening on ${port}`));
+} else {
+  wss = new WebSocketServer({ port: Number(port), host: '127.0.0.1', verifyClient });
+}
 wss.on('connection', (ws) => {
   ws.on('message', (data) => {
     const msg = JSON.parse(data.toString());
@@ -47,6 +59,7 @@ wss.on('connection', (ws) => {
       if (lines) fs.appendFileSync(latencyFile, lines);
     }
     if (neverAnswer) return;
+    if (huge) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, pad: 'x'.repeat(17 * 1024 * 1024) }));
     if (badJson) return ws.send('{"type": "ack", "deliveryId": ');
     if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence - 1 }));
     deliveries++;

@@ -215,8 +215,6 @@ handler_replay(HandlerRun *h, BatchOutcome *out)
 			sql_handler_call(h, &event, &attempt, 1, &patch, &error))
 		{
 			out->processed++;
-			if (patch)
-				out->patches = lappend(out->patches, patch);
 			spi_exec_checked("DELETE FROM cluster.dead_letters WHERE id = $1",
 							 1, rtypes, rvalues, NULL, SPI_OK_DELETE);
 			continue;

@@ -31,6 +31,8 @@
 #include "xact.h"
 
 #define SLICE_MS 100			/* one handler's share of a pass */
+#define GROUP_BATCHES 16		/* batches of a backlog to one commit */
+#define GROUP_MS 20
 #define BLOCKED_MIN_MS 5
 #define BLOCKED_MAX_MS 1000
 #define ERROR_MIN_MS 1000
@@ -95,11 +97,22 @@ handler_round(Leader *l, HandlerRun *h)
 	else if (h->function != InvalidOid)
 	{
 		TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+		TimestampTz start = GetCurrentTimestamp();
 
-		n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch, NULL, NULL);
-		if (n > 0)
+		/* a backlog is handled several batches to a commit */
+		for (int i = 0; i < GROUP_BATCHES; i++)
+		{
+			n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch, NULL, NULL);
+			if (n == 0)
+				break;
 			sql_handler_run(h, batch, n, &out);
-		else
+			tracker_advance(t);
+			if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), GROUP_MS))
+				break;
+			room = Min(tracker_room(t), h->batch_size);
+			got = room > 0 ? pump_read(h->pump, t, room) : 0;
+		}
+		if (out.processed == 0 && out.failed == 0)
 			wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
 	}
 	else

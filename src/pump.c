@@ -62,7 +62,7 @@ pump_prepare(Pump *pump, const char *source, const char *id_col,
 	appendStringInfo(&sql,
 					 "SELECT t.%s, t.%s::pg_catalog.int8, %s, "
 					 "pg_catalog.jsonb_build_object('id', t.%s::pg_catalog.text, 'stream', $4, "
-					 "'key', %s, 'payload', t.%s, 'headers', %s, 'createdAt', %s) "
+					 "'key', %s, 'payload', t.%s, 'headers', %s, 'createdAt', %s, 'attempt', 1) "
 					 "FROM %s t WHERE %s AND t.%s < "
 					 "pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) "
 					 "ORDER BY t.%s, t.%s LIMIT $3",

@@ -21,42 +21,65 @@
 #include "sql_handler.h"
 #include "xact.h"
 
-/* events ++ attempts -> the batch array, built by PostgreSQL's jsonb code */
-static const char *batch_sql =
-"SELECT pg_catalog.jsonb_agg(e.ev OPERATOR(pg_catalog.||) "
-"pg_catalog.jsonb_build_object('attempt', e.at) ORDER BY e.n) "
-"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.jsonb[]), "
-"pg_catalog.unnest($2::pg_catalog.int4[])) WITH ORDINALITY AS e(ev, at, n)";
+/*
+ * An event as read says "attempt": 1; a later attempt gets its number set
+ * by jsonb_set.
+ */
+static Jsonb *
+with_attempt(Jsonb *event, int attempt)
+{
+	Datum		key = CStringGetTextDatum("attempt");
+	char		number[16];
 
-/* The batch as the protocol sends it: events with their attempt numbers. */
+	if (attempt == 1)
+		return event;
+	snprintf(number, sizeof(number), "%d", attempt);
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(event),
+											  PointerGetDatum(construct_array(&key, 1, TEXTOID, -1, false, TYPALIGN_INT)),
+											  DirectFunctionCall1(jsonb_in, CStringGetDatum(number)),
+											  BoolGetDatum(true)));
+}
+
+/*
+ * The batch as the protocol sends it: one jsonb array of the events, put
+ * together with PostgreSQL's jsonb builder.
+ */
 Datum
 sql_handler_batch(Jsonb **events, int *attempts, int n)
 {
-	Datum	   *evs = palloc(sizeof(Datum) * n);
-	Datum	   *ats = palloc(sizeof(Datum) * n);
-	Datum		values[2];
-	Oid			types[2] = {JSONBARRAYOID, INT4ARRAYOID};
-	bool		isnull;
+	JsonbParseState *state = NULL;
+	JsonbValue *array;
 
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < n; i++)
 	{
-		evs[i] = JsonbPGetDatum(events[i]);
-		ats[i] = Int32GetDatum(attempts[i]);
+		Jsonb	   *event = with_attempt(events[i], attempts[i]);
+		JsonbValue	v;
+
+		v.type = jbvBinary;
+		v.val.binary.data = &event->root;
+		v.val.binary.len = VARSIZE(event) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_ELEM, &v);
 	}
-	values[0] = PointerGetDatum(construct_array(evs, n, JSONBOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(ats, n, INT4OID, 4, true, TYPALIGN_INT));
-	spi_exec_checked(batch_sql, 2, types, values, NULL, SPI_OK_SELECT);
-	return SPI_datumTransfer(spi_getdatum(0, 1, &isnull), false, -1);
+	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(array));
 }
 
+/*
+ * Check a returned patch and apply it to the handler's state at once, in
+ * the call's subtransaction: a bad patch fails the call, and the next call
+ * of the same transaction sees the state as patched.
+ */
 static void
-check_patch(Datum patch)
+apply_patch(HandlerRun *h, Datum patch)
 {
-	Oid			types[1] = {JSONBOID};
-	Datum		values[1] = {patch};
+	Oid			types[2] = {INT4OID, JSONBOID};
+	Datum		values[2] = {Int32GetDatum(h->id), patch};
 
-	spi_exec_checked("SELECT cluster._check_patch($1)", 1, types, values, NULL,
+	spi_exec_checked("SELECT cluster._check_patch($2)", 2, types, values, NULL,
 					 SPI_OK_SELECT);
+	spi_exec_checked("UPDATE cluster.handler SET state = cluster._apply_patch(state, $2) WHERE id = $1",
+					 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* Call the function as the handler's owner; returns the patch or NULL. */
@@ -107,7 +130,7 @@ sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts, int n,
 		Jsonb	   *result = call_as_owner(h, batch);
 
 		if (result)
-			check_patch(JsonbPGetDatum(result));
+			apply_patch(h, JsonbPGetDatum(result));
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -158,8 +181,6 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 		for (int i = 0; i < n; i++)
 			tracker_done(h->tracker, batch[i]);
 		out->processed += n;
-		if (patch)
-			out->patches = lappend(out->patches, patch);
 		return;
 	}
 	if (n == 1)
@@ -186,8 +207,6 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 		{
 			tracker_done(h->tracker, ev);
 			out->processed++;
-			if (patch)
-				out->patches = lappend(out->patches, patch);
 		}
 		else
 		{

@@ -6,7 +6,9 @@
  * The function gets the batch as one jsonb array of events in the wire
  * form (with "attempt"), runs as the handler's owner, inside a
  * subtransaction: an error rolls back that call alone.  A returned patch
- * is checked in the same subtransaction, so a bad patch fails the batch.
+ * is checked and applied to the handler's state in the same
+ * subtransaction, so a bad patch fails the batch and the next call sees
+ * the state as patched; the round's commit makes it all durable at once.
  * A failed batch is retried event by event to isolate the bad event; with
  * key ordering, events after a failed one of the same key are held back.
  *

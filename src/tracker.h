@@ -31,7 +31,7 @@ typedef struct TrackedEvent
 	EventPos	pos;
 	uint32		key_hash;		/* 0: no key */
 	bool		has_key;
-	Jsonb	   *event;			/* wire form, without "attempt" */
+	Jsonb	   *event;			/* wire form as read: "attempt": 1 */
 	int			attempts;		/* failed attempts so far */
 	TimestampTz not_before;
 	char	   *last_error;

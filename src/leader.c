@@ -199,7 +199,8 @@ leader_work(Leader *l)
 
 	if (l->generation != shmem_config_generation())
 		leader_load(l);
-	if (GetCurrentTimestamp() >= l->next_worker_load)
+	/* heartbeats change no setting: look for silent workers now and then */
+	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
 		leader_load_workers(l);
 	if (transport_active())
 	{

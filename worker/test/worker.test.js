@@ -117,7 +117,7 @@ test('--exec: events on stdin as JSON lines, stdout passed through, stderr as th
   await until(() => w.stdoutLines().length >= 2, 'the echoed events');
   assert.deepEqual(w.stdoutLines(), [
     '{"id":"1","stream":"s","key":"k","payload":{"do":"echo","a":0.1,"b":12.5,"c":9007199254740993,'
-      + '"d":-1e-07,"e":"tab\\tquote\\" é 😀","f":[],"g":{}},"headers":null,"createdAt":"t","attempt":2}',
+      + '"d":-1e-7,"e":"tab\\tquote\\" é 😀","f":[],"g":{}},"headers":null,"createdAt":"t","attempt":2}',
     '{"id":"2","stream":"s","key":null,"payload":{"do":"echo"},"headers":{"h":"v"},"createdAt":"t","attempt":1}',
   ]);
 

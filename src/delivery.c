@@ -391,13 +391,13 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 }
 
 /*
- * Deliveries of a connection that went away: their events go elsewhere.
- * When the leader closed it because the worker could not be trusted, that
- * costs the events an attempt, so that a worker that keeps misbehaving on
- * its keys can't hold them forever.
+ * Deliveries of a connection that went away: their events go elsewhere,
+ * without an attempt counted.  A worker that misbehaves is closed and only
+ * dialled again after its backoff, which a working connection's first ack
+ * resets: meanwhile its keys map to the other workers.
  */
 static void
-take_back(HandlerRun *h, WorkerConn *c, BatchOutcome *out)
+take_back(HandlerRun *h, WorkerConn *c)
 {
 	ListCell   *lc;
 
@@ -405,18 +405,12 @@ take_back(HandlerRun *h, WorkerConn *c, BatchOutcome *out)
 	{
 		Delivery   *d = lfirst(lc);
 
-		if (d->conn != c)
-			continue;
-		for (int i = 0; i < d->n && c->close_status; i++)
+		if (d->conn == c)
 		{
-			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
-
-			if (ev && !ev->done)
-				handler_event_failed(h, ev, pstrdup(c->last_error), out);
+			delivery_end(h, d);
+			take_back(h, c);
+			return;
 		}
-		delivery_end(h, d);
-		take_back(h, c, out);
-		return;
 	}
 }
 
@@ -470,7 +464,7 @@ delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out)
 							c->id, h->name, c->address),
 					 errdetail("%s", c->last_error[0] ? c->last_error : "no reason given"),
 					 errhint("Its deliveries go to the other workers; it is dialled again after a backoff.")));
-			take_back(h, c, out);
+			take_back(h, c);
 		}
 		if (c->just_connected)
 		{

@@ -104,7 +104,7 @@ test("--exec 'exit 3': every delivery fails with the exit status", async () => {
 });
 
 test('--exec: events on stdin as JSON lines, stdout passed through, stderr as the error', async () => {
-  const w = await Worker.start(['--handler', 'script-h', '--exec', `sh ${SCRIPT}`]);
+  const w = await Worker.start(['--handler', 'script-h', '--exec', `exec sh ${SCRIPT}`]);
   const leader = await Leader.connect(w.url());
 
   // raw text: numbers that a re-encoding through doubles would change

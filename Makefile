@@ -27,6 +27,17 @@ include $(PGXS)
 # the headers are the modules' contracts: a change rebuilds every object
 $(OBJS): $(wildcard src/*.h)
 
+# the reference worker, cluster-worker (worker/), built and installed along
+all: worker/cluster-worker
+worker/cluster-worker: $(wildcard worker/*.c worker/*.h)
+	$(MAKE) -C worker
+install: install-worker
+install-worker: worker/cluster-worker
+	$(MAKE) -C worker install
+clean: clean-worker
+clean-worker:
+	$(MAKE) -C worker clean
+
 # Tests run as an unprivileged user (PostgreSQL refuses root) and write
 # only below test/out.
 OUT = test/out
@@ -34,7 +45,7 @@ RUN_AS = scripts/run-as-tester
 BINDIR := $(shell $(PG_CONFIG) --bindir)
 PGXS_DIR := $(dir $(PGXS))..
 
-.PHONY: test demo bench valgrind setup test-regress test-isolation test-tap test-fuzz
+.PHONY: test demo bench valgrind setup install-worker clean-worker test-regress test-isolation test-tap test-fuzz
 
 setup:
 	scripts/setup

@@ -311,7 +311,7 @@ test('a leader that leaves mid-delivery: the answer is dropped, service goes on'
 test('TLS: wss:// with --tls-cert and --tls-key', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-tls-'));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
   const w = await Worker.start(['--handler', 'tls-h', '--print', '--secret', 'tls-secret',
     '--tls-cert', `${dir}/cert.pem`, '--tls-key', `${dir}/key.pem`]);
   assert.match(w.address, /^wss:\/\/127\.0\.0\.1:\d+\/$/);

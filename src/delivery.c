@@ -354,12 +354,18 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 			return;
 		}
 	}
-	/* an answer to an older load of the handler: its events were taken back */
-	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".%u.", l->fence, h->run);
-	if (strncmp(msg.delivery_id, prefix, strlen(prefix)) != 0)
+	/*
+	 * An answer to an older load of the handler by this leader is late, not
+	 * wrong: its events were taken back and went out again.  Anything else
+	 * (another worker's delivery, one already answered, an id never sent)
+	 * can't be trusted.
+	 */
+	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".", l->fence);
+	if (strncmp(msg.delivery_id, prefix, strlen(prefix)) == 0 &&
+		strtoul(msg.delivery_id + strlen(prefix), NULL, 10) != h->run)
 		return;
 	untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-			  psprintf("answer to unknown or already answered delivery \"%s\"",
+			  psprintf("answer to an unknown, another worker's or an already answered delivery \"%s\"",
 					   msg.delivery_id));
 }
 

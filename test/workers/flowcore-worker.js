@@ -9,6 +9,10 @@
 // when published), append how many ms later the worker received them.
 // --tls-cert FILE --tls-key FILE: serve wss:// instead of ws://.
 // --huge: answer every delivery with a 17 MB message (over the leader's limit).
+// --answer MODE: answer each delivery another way, for the tests of the
+// protocol: patch (ack with a state patch counting events), fail (fail it),
+// dup (ack it twice), foreign (ack a deliveryId never sent), type (send a
+// message of an unknown type first).
 // --bad-fence and --bad-json misbehave on purpose (tests of untrusted input):
 // the ack carries a stale fence, or the answer is not JSON.
 // Every event it acks is appended to LOGFILE as "<event id> <key>\n".
@@ -29,6 +33,8 @@ const neverAnswer = rest.includes('--never-answer');
 const badFence = rest.includes('--bad-fence');
 const badJson = rest.includes('--bad-json');
 const latencyFile = opt('--latency', null);
+const answerMode = opt('--answer', null);
+let counted = 0;
 const { performance } = require('perf_hooks');
 let deliveries = 0;
 
@@ -59,6 +65,7 @@ wss.on('connection', (ws) => {
       if (lines) fs.appendFileSync(latencyFile, lines);
     }
     if (neverAnswer) return;
+    if (answerMode) return answerAs(ws, msg);
     if (huge) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, pad: 'x'.repeat(17 * 1024 * 1024) }));
     if (badJson) return ws.send('{"type": "ack", "deliveryId": ');
     if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence - 1 }));
@@ -75,5 +82,28 @@ wss.on('connection', (ws) => {
     }, slowMs);
   });
 });
+function answerAs(ws, msg) {
+  const send = (m) => ws.send(JSON.stringify(m));
+  const ack = { type: 'ack', deliveryId: msg.deliveryId };
+  if (logfile !== '-' && answerMode !== 'fail')
+    fs.appendFileSync(logfile, msg.events.map((e) => `${e.id} ${e.key}\n`).join(''));
+  switch (answerMode) {
+    case 'patch':
+      counted += msg.events.length;
+      return send({ ...ack, patch: [{ op: 'set', path: ['seen'], value: counted },
+        ...msg.events.map((e) => ({ op: 'set', path: ['ids', e.id], value: e.attempt }))] });
+    case 'fail':
+      return send({ type: 'fail', deliveryId: msg.deliveryId, error: `worker refuses ${msg.events.length} events` });
+    case 'dup':
+      send(ack);
+      return send(ack);
+    case 'foreign':
+      return send({ type: 'ack', deliveryId: 'not-a-delivery' });
+    case 'type':
+      send({ type: 'gossip', text: 'hello there' });
+      return send(ack);
+  }
+}
+
 wss.on('listening', () => console.log(`listening on ${port}`));
 process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,79 @@
+# The protocol's answers: an ack's state patch is applied with the cursor
+# commit; a fail counts an attempt and dead-letters after max_attempts;
+# a duplicate ack, an answer to a delivery never sent and a message of an
+# unknown type get a warning naming the worker (the first two also a close);
+# the other workers go on.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $node = cluster_node('protocol');
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION cluster;
+	SELECT cluster.create_pump('p');
+	SELECT cluster.create_handler('patched', 'p', batch_size => 5);
+	SELECT cluster.create_handler('refused', 'p', batch_size => 5, max_attempts => 2);
+});
+sub register
+{
+	my ($handler, $port) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT cluster.register_worker('$handler', 'ws://127.0.0.1:$port/')");
+}
+sub caught_up
+{
+	return poll_until($node,
+		"SELECT lag_events = 0 FROM cluster.handlers WHERE name = '$_[0]'", 't', 60);
+}
+
+my (undef, $patch_port) = start_worker('patch', '--answer', 'patch');
+my (undef, $fail_port) = start_worker('fail', '--answer', 'fail');
+register('patched', $patch_port);
+register('refused', $fail_port);
+ok(defined poll_until($node, 'SELECT count(*) FILTER (WHERE connected) FROM cluster.workers', '2'),
+	'both workers connected');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('p', jsonb_build_object('n', i))) FROM generate_series(1, 20) i");
+
+ok(defined caught_up('patched'), 'the patching worker acked everything');
+is($node->safe_psql('postgres',
+		"SELECT (s ->> 'seen')::int, (SELECT count(*) FROM jsonb_object_keys(s -> 'ids')) "
+		  . "FROM cluster.handler_state('patched') s"),
+	'20|20', "the acks' patches were applied, once each");
+
+ok(defined caught_up('refused'), 'the refusing worker has failed everything out');
+is($node->safe_psql('postgres',
+		"SELECT count(*), min(attempts), max(attempts), min(last_error) FROM cluster.dead_letters"),
+	'20|2|2|worker refuses 5 events', 'each event failed twice, then was dead-lettered with the error');
+is($node->safe_psql('postgres',
+		"SELECT failed >= 8 AND last_error LIKE 'worker refuses%' FROM cluster.workers WHERE handler = 'refused'"),
+	't', 'cluster.workers counts the fails');
+
+# untrusted answers
+for my $mode ('dup', 'foreign', 'type')
+{
+	my $offset = -s $node->logfile;
+	my (undef, $port, $log) = start_worker($mode, '--answer', $mode);
+	$node->safe_psql('postgres', "SELECT cluster.create_handler('h_$mode', 'p', batch_size => 5)");
+	my $id = register("h_$mode", $port);
+	my $expect = {
+		dup => qr/closing worker $id of handler "h_dup" .*already answered delivery/,
+		foreign => qr/closing worker $id of handler "h_foreign" .*delivery "not-a-delivery"/,
+		type => qr/worker $id of handler "h_type" sent a message of unknown type "gossip"; ignored/,
+	}->{$mode};
+	$node->wait_for_log($expect, $offset);
+	pass("$mode: the leader logged a warning naming the worker");
+	if ($mode eq 'type')
+	{
+		ok(defined caught_up("h_$mode"), 'type: the worker still acked everything');
+	}
+	$node->safe_psql('postgres', "SELECT cluster.unregister_worker('$id')");
+}
+ok(defined caught_up('patched'), 'the patching worker was not disturbed');
+
+$node->stop;
+done_testing();

@@ -216,42 +216,32 @@ in_list(int64 id, WorkerMessage *msg)
 	return false;
 }
 
+typedef struct PatchCheck
+{
+	const char *text;
+	Jsonb	   *patch;
+} PatchCheck;
+
+static void
+check_patch(void *arg)
+{
+	PatchCheck *check = arg;
+	Oid			types[1] = {JSONBOID};
+	Datum		values[1];
+
+	check->patch = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(check->text)));
+	values[0] = JsonbPGetDatum(check->patch);
+	spi_exec_checked("SELECT cluster._check_patch($1)", 1, types, values, NULL,
+					 SPI_OK_SELECT);
+}
+
 /* A patch from a worker is checked like one from a SQL function. */
 static Jsonb *
 checked_patch(const char *text, char **error)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	Jsonb	   *volatile patch = NULL;
+	PatchCheck	check = {text, NULL};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		Oid			types[1] = {JSONBOID};
-		Datum		values[1];
-
-		patch = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-		values[0] = JsonbPGetDatum(patch);
-		spi_exec_checked("SELECT cluster._check_patch($1)", 1, types, values, NULL,
-						 SPI_OK_SELECT);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		*error = edata->message;
-		patch = NULL;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcontext);
-	CurrentResourceOwner = oldowner;
-	return patch;
+	return subxact_run(check_patch, &check, error) ? check.patch : NULL;
 }
 
 static void

@@ -206,13 +206,12 @@ handler_replay(HandlerRun *h, BatchOutcome *out)
 		Datum		id = SPI_getbinval(rows->vals[row], rows->tupdesc, 1, &isnull);
 		Jsonb	   *event = DatumGetJsonbP(SPI_getbinval(rows->vals[row], rows->tupdesc, 2, &isnull));
 		int			attempt = DatumGetInt32(SPI_getbinval(rows->vals[row], rows->tupdesc, 3, &isnull)) + 1;
-		Jsonb	   *patch;
 		char	   *error;
 		Oid			rtypes[2] = {INT8OID, TEXTOID};
 		Datum		rvalues[2] = {id, (Datum) 0};
 
 		if (h->function != InvalidOid &&
-			sql_handler_call(h, &event, &attempt, 1, &patch, &error))
+			sql_handler_call(h, &event, &attempt, 1, &error))
 		{
 			out->processed++;
 			spi_exec_checked("DELETE FROM cluster.dead_letters WHERE id = $1",

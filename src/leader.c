@@ -138,13 +138,8 @@ handler_round(Leader *l, HandlerRun *h)
 static long
 handler_failed(HandlerRun *h, MemoryContext cxt)
 {
-	ErrorData  *edata;
+	ErrorData  *edata = worker_xact_recover(cxt);
 
-	MemoryContextSwitchTo(cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	AbortCurrentTransaction();
-	pgstat_report_activity(STATE_IDLE, NULL);
 	ereport(WARNING,
 			(errmsg("cluster handler \"%s\" failed: %s", h->name, edata->message)));
 	h->needs_load = true;

@@ -82,13 +82,8 @@ retention_run(Leader *l)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = worker_xact_recover(cxt);
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			pgstat_report_activity(STATE_IDLE, NULL);
 			ereport(WARNING,
 					(errmsg("retention of cluster pump \"%s\" failed: %s",
 							pump->name, edata->message)));

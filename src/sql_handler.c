@@ -107,55 +107,40 @@ call_as_owner(HandlerRun *h, Datum batch)
 	return DatumGetJsonbP(result);
 }
 
+typedef struct Call
+{
+	HandlerRun *h;
+	Jsonb	  **events;
+	int		   *attempts;
+	int			n;
+} Call;
+
+static void
+call_in_subxact(void *arg)
+{
+	Call	   *call = arg;
+	Jsonb	   *patch = call_as_owner(call->h,
+									  sql_handler_batch(call->events, call->attempts, call->n));
+
+	if (patch)
+		apply_patch(call->h, JsonbPGetDatum(patch));
+}
+
 /*
- * One call in a subtransaction.  On success *patch is the checked patch
- * (or NULL); on failure *error is the error's message and nothing the
- * call did remains.
+ * One call in a subtransaction: on failure *error is the error's message
+ * and nothing the call did (its patch included) remains.
  */
 bool
 sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts, int n,
-				 Jsonb **patch, char **error)
+				 char **error)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = false;
+	Call		call = {h, events, attempts, n};
 
-	*patch = NULL;
-	*error = NULL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		Datum		batch = sql_handler_batch(events, attempts, n);
-		Jsonb	   *result = call_as_owner(h, batch);
-
-		if (result)
-			apply_patch(h, JsonbPGetDatum(result));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		*patch = result;
-		ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		*error = edata->message;
-	}
-	PG_END_TRY();
-	return ok;
+	return subxact_run(call_in_subxact, &call, error);
 }
 
 static bool
-call_events(HandlerRun *h, TrackedEvent **batch, int n, Jsonb **patch,
-			char **error)
+call_events(HandlerRun *h, TrackedEvent **batch, int n, char **error)
 {
 	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
 	int		   *attempts = palloc(sizeof(int) * n);
@@ -165,18 +150,17 @@ call_events(HandlerRun *h, TrackedEvent **batch, int n, Jsonb **patch,
 		events[i] = batch[i]->event;
 		attempts[i] = batch[i]->attempts + 1;
 	}
-	return sql_handler_call(h, events, attempts, n, patch, error);
+	return sql_handler_call(h, events, attempts, n, error);
 }
 
 void
 sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 {
-	Jsonb	   *patch;
 	char	   *error;
 	uint32	   *failed_keys;
 	int			n_failed = 0;
 
-	if (call_events(h, batch, n, &patch, &error))
+	if (call_events(h, batch, n, &error))
 	{
 		for (int i = 0; i < n; i++)
 			tracker_done(h->tracker, batch[i]);
@@ -203,7 +187,7 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 			ev->selected = false;
 			continue;
 		}
-		if (call_events(h, &ev, 1, &patch, &error))
+		if (call_events(h, &ev, 1, &error))
 		{
 			tracker_done(h->tracker, ev);
 			out->processed++;

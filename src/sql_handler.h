@@ -23,6 +23,6 @@ extern void sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n,
 							BatchOutcome *out);
 extern Datum sql_handler_batch(Jsonb **events, int *attempts, int n);
 extern bool sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts,
-							 int n, Jsonb **patch, char **error);
+							 int n, char **error);
 
 #endif							/* CLUSTER_SQL_HANDLER_H */

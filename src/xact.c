@@ -9,6 +9,8 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "xact.h"
@@ -42,6 +44,62 @@ worker_xact_abort(void)
 	PopActiveSnapshot();
 	AbortCurrentTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * In a PG_CATCH of a background worker: take the error, abort the
+ * transaction, and go on in "cxt".  The caller reports the error and
+ * frees it.
+ */
+ErrorData *
+worker_xact_recover(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
+/*
+ * Run fn(arg) in a subtransaction, as PL/pgSQL runs an exception block.
+ * On an error, everything fn did is rolled back, *error is the message and
+ * the result is false.
+ */
+bool
+subxact_run(SubxactFn fn, void *arg, char **error)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		*error = edata->message;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	return ok;
 }
 
 /*

@@ -45,6 +45,8 @@ typedef struct HandlerRun
 	uint32		run;			/* tells this tracker's deliveries from older ones */
 	int64		next_delivery;
 	int			blocked_ms;		/* poll backoff while events wait on xmin */
+	TimestampTz due;			/* when the last round asked to be run again */
+	uint64		publications;	/* shmem_publications() before that round */
 	int			error_backoff_ms;
 	TimestampTz retry_after;	/* after an unexpected error */
 } HandlerRun;

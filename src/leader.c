@@ -38,7 +38,6 @@
 #define ERROR_MIN_MS 1000
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
-#define WORKER_LOAD_EVERY_MS 5000
 
 static void leader_load(Leader *l);
 static void leader_load_workers(Leader *l);
@@ -153,6 +152,29 @@ handler_failed(HandlerRun *h, MemoryContext cxt)
 	return h->error_backoff_ms;
 }
 
+/*
+ * Nothing for this handler since its last round: no event committed, no
+ * word from its workers, its own timer not due.  Then the engine's other
+ * wakeups (lease renewals) cost it nothing.
+ */
+static bool
+handler_quiet(HandlerRun *h, TimestampTz now)
+{
+	ListCell   *lc;
+
+	if (h->needs_load || h->replay_pending || now >= h->due ||
+		h->publications != shmem_publications())
+		return false;
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+
+		if (c->in_head || c->just_connected || c->just_lost)
+			return false;
+	}
+	return true;
+}
+
 static long
 handler_work(Leader *l, HandlerRun *h)
 {
@@ -166,10 +188,13 @@ handler_work(Leader *l, HandlerRun *h)
 		return cluster_poll_interval;
 	if (start < h->retry_after)
 		return TimestampDifferenceMilliseconds(start, h->retry_after);
+	if (handler_quiet(h, start))
+		return TimestampDifferenceMilliseconds(start, h->due);
 
 	while (wait == 0 && !l->fence_lost &&
 		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), SLICE_MS))
 	{
+		h->publications = shmem_publications();
 		PG_TRY();
 		{
 			wait = handler_round(l, h);
@@ -182,6 +207,7 @@ handler_work(Leader *l, HandlerRun *h)
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
 	}
+	h->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
 	return wait;
 }
 
@@ -194,7 +220,7 @@ leader_work(Leader *l)
 
 	if (l->generation != shmem_config_generation())
 		leader_load(l);
-	/* heartbeats change no setting: look for silent workers now and then */
+	/* heartbeats change no setting: look for silent workers from time to time */
 	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
 		leader_load_workers(l);
 	if (transport_active())
@@ -370,8 +396,9 @@ leader_load_workers(Leader *l)
 	Int32GetDatum(cluster_worker_timeout)};
 	ListCell   *lc;
 
+	/* silent workers are dropped within a third of their timeout */
 	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   WORKER_LOAD_EVERY_MS);
+													   cluster_worker_timeout / 3);
 	worker_xact_begin("cluster: loading workers");
 	spi_exec_checked("SELECT w.id, w.handler_id, w.address, w.secret, w.capacity "
 					 "  FROM cluster.worker w JOIN cluster.handler h ON h.id = w.handler_id "

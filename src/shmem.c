@@ -52,6 +52,7 @@ shmem_startup(void)
 		cluster_shared->lock = &(GetNamedLWLockTranche("cluster"))->lock;
 		cluster_shared->max_engines = cluster_max_engines;
 		pg_atomic_init_u64(&cluster_shared->config_generation, 1);
+		pg_atomic_init_u64(&cluster_shared->publications, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -107,6 +108,20 @@ shmem_wake_leaders(void)
 	LWLockRelease(cluster_shared->lock);
 }
 
+/* New events are committed: count it, then wake the leaders. */
+void
+shmem_published(void)
+{
+	pg_atomic_fetch_add_u64(&cluster_shared->publications, 1);
+	shmem_wake_leaders();
+}
+
+uint64
+shmem_publications(void)
+{
+	return pg_atomic_read_u64(&cluster_shared->publications);
+}
+
 uint64
 shmem_config_generation(void)
 {
@@ -117,7 +132,7 @@ void
 shmem_config_changed(void)
 {
 	pg_atomic_fetch_add_u64(&cluster_shared->config_generation, 1);
-	shmem_wake_leaders();
+	shmem_published();
 }
 
 void

@@ -74,6 +74,7 @@ typedef struct ClusterShared
 {
 	LWLock	   *lock;
 	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
+	pg_atomic_uint64 publications;	/* bumped at commit of inserts into event tables */
 	HandlerStat handlers[CLUSTER_HANDLER_STATS];
 	WorkerStat	workers[CLUSTER_WORKER_STATS];
 	pid_t		launcher_pid;
@@ -88,6 +89,8 @@ extern void shmem_install_hooks(void);
 extern void shmem_wake_coordinator(int32 coordinator_id);
 extern void shmem_wake_launcher(void);
 extern void shmem_wake_leaders(void);
+extern void shmem_published(void);
+extern uint64 shmem_publications(void);
 extern uint64 shmem_config_generation(void);
 extern void shmem_config_changed(void);
 extern void shmem_handler_report(int32 handler_id, int in_flight);

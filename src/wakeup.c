@@ -31,7 +31,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			if (config_pending)
 				shmem_config_changed();
 			else if (leaders_pending)
-				shmem_wake_leaders();
+				shmem_published();
 			launcher_pending = leaders_pending = config_pending = false;
 			break;
 		case XACT_EVENT_ABORT:

@@ -50,6 +50,7 @@ test('--print: hello, deliveries, ping, unknown type; registers and unregisters'
   assert.deepEqual(await leader.answer('d2'), { type: 'ack', deliveryId: 'd2' });
   await leader.expect((m) => m.type === 'pong', 'pong');
   await leader.expect((m) => m.type === 'pong', 'second pong');
+  await until(() => w.stdoutLines().length >= 3, 'the printed events');
   assert.deepEqual(w.stdoutLines(), [...events1, ...events2].map((e) => JSON.stringify(e)));
   await w.waitLog(/hello from leader test-leader\/1 at 127\.0\.0\.1: fence 7, handler "print-h", protocol 1/);
   await w.waitLog(/unknown type "mystery".*ignored/);

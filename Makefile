@@ -55,6 +55,7 @@ test: setup
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
 	$(MAKE) test-fuzz
+	$(MAKE) -C worker check
 	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
 
 test-regress:

@@ -212,6 +212,13 @@ engine_attach(Engine *e, int slotno)
 	snprintf(appname, sizeof(appname), "cluster engine %s",
 			 e->slot->coordinator);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * A round's commit need not wait for the disk: losing it in a crash
+	 * loses its side effects and its cursor move together, and the next
+	 * leader does the round again.  Lease changes are synchronous.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(appname);
 }
 

@@ -13,12 +13,25 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "lease.h"
 #include "xact.h"
 
 /* first key of the coordinators' advisory locks: 'clus' */
 #define LEASE_LOCK_CLASS 0x636c7573
+
+/*
+ * The engine commits asynchronously; a lease change must be durable before
+ * anything is done under its fence.
+ */
+static void
+lease_xact_begin(const char *activity)
+{
+	worker_xact_begin(activity);
+	(void) set_config_option("synchronous_commit", "on", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
 
 static bool
 try_advisory_lock(int32 coordinator_id)
@@ -54,7 +67,7 @@ lease_take(int32 coordinator_id, const char *holder, int64 *fence,
 	LeaseTake	result = LEASE_BUSY;
 	bool		isnull;
 
-	worker_xact_begin("cluster: taking the coordinator lease");
+	lease_xact_begin("cluster: taking the coordinator lease");
 	if (try_advisory_lock(coordinator_id))
 	{
 		spi_exec_checked("SELECT fence, ttl_ms FROM cluster._engine_take($1, $2)",
@@ -86,7 +99,7 @@ lease_renew(int32 coordinator_id, const char *holder, int64 fence,
 	bool		isnull;
 	Datum		ttl;
 
-	worker_xact_begin("cluster: renewing the coordinator lease");
+	lease_xact_begin("cluster: renewing the coordinator lease");
 	spi_exec_checked("SELECT cluster._engine_renew($1, $2, $3)",
 					 3, types, values, NULL, SPI_OK_SELECT);
 	ttl = spi_getdatum(0, 1, &isnull);
@@ -104,7 +117,7 @@ lease_release(int32 coordinator_id, const char *holder, int64 fence)
 		CStringGetTextDatum(holder),
 	Int64GetDatum(fence)};
 
-	worker_xact_begin("cluster: releasing the coordinator lease");
+	lease_xact_begin("cluster: releasing the coordinator lease");
 	spi_exec_checked("SELECT cluster._engine_release($1, $2, $3)",
 					 3, types, values, NULL, SPI_OK_SELECT);
 	advisory_unlock(coordinator_id);

@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -186,7 +185,9 @@ parse_listen(const char *arg, Options *opt)
 	if (colon == NULL)
 		bad_usage("--listen must be HOST:PORT, not \"%s\"", arg);
 	opt->listen_port = parse_int(colon + 1, "--listen port", 0, 65535);
-	host = strndup(arg, colon - arg);
+	host = xmalloc(colon - arg + 1);
+	memcpy(host, arg, colon - arg);
+	host[colon - arg] = '\0';
 	if (host[0] == '[')
 	{
 		size_t		len = strlen(host);
@@ -495,5 +496,6 @@ main(int argc, char **argv)
 	wlog("LOG", "stopped");
 	free(worker.address);
 	free((char *) worker.opt.listen_host);
+	close(worker.signal_pipe[1]);
 	return worker.forced ? 1 : 0;
 }

@@ -67,8 +67,10 @@ db_connect(void)
 		db = NULL;
 		return false;
 	}
-	res = PQexec(db, "SET statement_timeout = '10s'");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	/* a statement_timeout from --db or the role wins */
+	res = PQexec(db, "SELECT set_config('statement_timeout', '10s', false) "
+				 "WHERE current_setting('statement_timeout') = '0'");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		log_db_error("could not set statement_timeout",
 					 PQresultErrorMessage(res));
 	PQclear(res);

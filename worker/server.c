@@ -18,7 +18,6 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,11 +256,15 @@ connection_closed(Connection *c)
 static void
 log_peer_close(Connection *c, const unsigned char *in, size_t len)
 {
-	int			status = len >= 2 ? (in[0] << 8) | in[1] : 0;
-
-	wlog("LOG", "leader at %s closes the connection (status %d%s%.*s)",
-		 c->peer, status, len > 2 ? ": " : "",
-		 len > 2 ? (int) (len - 2) : 0, len > 2 ? (const char *) in + 2 : "");
+	if (len < 2)
+	{
+		wlog("LOG", "leader at %s closes the connection without a status",
+			 c->peer);
+		return;
+	}
+	wlog("LOG", "leader at %s closes the connection with status %d%s%.*s",
+		 c->peer, (in[0] << 8) | in[1], len > 2 ? ": " : "",
+		 (int) (len - 2), (const char *) in + 2);
 }
 
 static int

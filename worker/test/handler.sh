@@ -11,6 +11,8 @@ case "$input" in
 	head -c 4095 /dev/zero | tr '\0' x >&2
 	printf '\303\251 and more' >&2
 	exit 1 ;;
+*'"do":"sleep"'*)
+	sleep 1 ;;
 *'"do":"kill"'*)
 	kill -9 $$ ;;
 esac

@@ -1,0 +1,75 @@
+'use strict';
+// One short session with cluster-worker under valgrind's memcheck: every
+// kind of message, an --exec delivery of each outcome, a refused and a
+// closed connection, a re-registration, and a SIGTERM with a delivery in
+// flight.  Any memory error or definite/indirect leak fails the test.
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const {
+  Worker, Leader, event, delivery, hello, sql, sleep,
+} = require('./harness');
+
+const SCRIPT = path.join(__dirname, 'handler.sh');
+
+test('a session under valgrind --leak-check=full is clean', { timeout: 120000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-vg-'));
+  const log = path.join(dir, 'valgrind.log');
+  const wrapper = ['valgrind', '--leak-check=full', '--show-leak-kinds=definite,indirect',
+    '--errors-for-leak-kinds=definite,indirect', '--error-exitcode=99',
+    `--log-file=${log}`];
+  const w = await Worker.start(['--handler', 'vg-h', '--secret', 'vg', '--capacity', '2',
+    '--heartbeat', '1', '--exec', `exec sh ${SCRIPT}`], { wrapper, timeout: 60000 });
+
+  await assert.rejects(Leader.connect(w.url()), (err) => err.status === 401);
+
+  let leader = await Leader.connect(w.url(), { token: 'vg' });
+  leader.send(hello('vg-h'));
+  leader.send(delivery('echo', [event({ do: 'echo', x: 0.25 }), event({ do: 'echo' })]));
+  leader.send(delivery('err', [event({ do: 'stderr' })]));
+  leader.send(delivery('long', [event({ do: 'long-stderr' })]));
+  leader.send(delivery('ok', [event({ do: 'nothing' })]));
+  leader.send(delivery('empty', []));
+  leader.send({ type: 'ping' });
+  leader.send({ type: 'mystery' });
+  leader.sendRaw('{"type":"events","deliveryId":"big","events":[{"n":123456789012345678901234567890}]}');
+  const text = JSON.stringify(delivery('frag', [event({ do: 'nothing' })]));
+  leader.sendRaw(text.slice(0, 7), { fin: false });
+  leader.sendRaw(text.slice(7), { fin: true });
+  assert.equal((await leader.answer('echo', 20000)).type, 'ack');
+  assert.equal((await leader.answer('err', 20000)).type, 'fail');
+  assert.equal((await leader.answer('long', 20000)).type, 'fail');
+  assert.equal((await leader.answer('ok', 20000)).type, 'ack');
+  assert.equal((await leader.answer('empty', 20000)).type, 'ack');
+  assert.equal((await leader.answer('big', 20000)).type, 'fail');
+  assert.equal((await leader.answer('frag', 20000)).type, 'ack');
+  await leader.expect((m) => m.type === 'pong', 'pong', 20000);
+
+  // a lapsed registration, then a connection closed for bad JSON
+  sql(`DELETE FROM cluster.workers WHERE id = '${w.workerId}'`);
+  await w.waitLog(/registering again/, 20000);
+  leader.sendRaw('not json');
+  assert.equal((await leader.closed).code, 1007);
+
+  // SIGTERM with two deliveries running and one queued for a free slot
+  leader = await Leader.connect(w.url(), { token: 'vg' });
+  for (const id of ['slow1', 'slow2', 'slow3']) leader.send(delivery(id, [event({ do: 'sleep' })]));
+  await sleep(500);
+  w.signal('SIGTERM');
+  await w.waitLog(/shutting down/, 20000);
+  leader.send(delivery('late', [event({})]));
+  assert.equal((await leader.answer('late', 20000)).type, 'fail');
+  for (const id of ['slow1', 'slow2', 'slow3']) {
+    assert.equal((await leader.answer(id, 20000)).type, 'ack');
+  }
+  assert.equal((await leader.closed).code, 1001);
+
+  const exit = await w.exited;
+  const report = fs.readFileSync(log, 'utf8');
+  assert.match(report, /ERROR SUMMARY: 0 errors/, report);
+  assert.deepEqual(exit, { code: 0, signal: null }, report);
+  fs.rmSync(dir, { recursive: true });
+});

@@ -1349,8 +1349,9 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'handler "%" does not exist', $1 USING ERRCODE = 'undefined_object';
 	END IF;
-	INSERT INTO cluster.worker AS w (handler_id, address, secret, capacity)
-	VALUES (hid, $2, $3, $4)
+	/* current_user is this function's owner here: record who logged in */
+	INSERT INTO cluster.worker AS w (handler_id, address, secret, capacity, registered_by)
+	VALUES (hid, $2, $3, $4, session_user::regrole)
 	ON CONFLICT (handler_id, address) DO UPDATE
 		SET secret = excluded.secret, capacity = excluded.capacity,
 			registered_by = excluded.registered_by,

@@ -32,6 +32,9 @@
 
 #define RING_POINTS 32			/* virtual nodes per worker */
 
+/* Loads of handlers in this process, so that delivery ids never repeat. */
+static uint32 runs = 0;
+
 typedef struct Delivery
 {
 	char		id[48];
@@ -295,13 +298,46 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	delivery_end(h, d);
 }
 
+/*
+ * An answer to a delivery that is not in flight.  One this leader sent
+ * (its fence, a run of this process, a sequence number handed out) is
+ * late, after a timeout or a reload, or a duplicate: its events were taken
+ * back and went out again, so it is only worth a warning.  An id never
+ * sent can't be trusted.
+ */
+static void
+answer_not_in_flight(Leader *l, HandlerRun *h, WorkerConn *c, WorkerMessage *msg)
+{
+	char		prefix[32];
+	char	   *rest;
+	unsigned long run;
+	long long	seq;
+
+	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".", l->fence);
+	if (strncmp(msg->delivery_id, prefix, strlen(prefix)) == 0)
+	{
+		run = strtoul(msg->delivery_id + strlen(prefix), &rest, 10);
+		seq = (*rest == '.') ? strtoll(rest + 1, NULL, 10) : 0;
+		if (run > 0 && run <= runs && seq > 0 &&
+			(run != h->run || seq <= h->next_delivery))
+		{
+			ereport(WARNING,
+					(errmsg("worker %s of handler \"%s\" answered delivery \"%s\", which is no longer in flight; ignored",
+							c->id, h->name, msg->delivery_id),
+					 errdetail("A late or duplicate answer: the delivery's events were handed out again.")));
+			return;
+		}
+	}
+	untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			  psprintf("answer to delivery \"%s\", which was never sent", msg->delivery_id));
+}
+
 static void
 handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 			   BatchOutcome *out)
 {
 	WorkerMessage msg;
 	char	   *why;
-	char		prefix[48];
 	ListCell   *lc;
 
 	if (!protocol_decode(m->data, (int) m->len, &msg, &why))
@@ -338,25 +374,16 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 	{
 		Delivery   *d = lfirst(lc);
 
-		if (strcmp(d->id, msg.delivery_id) == 0 && d->conn == c)
-		{
+		if (strcmp(d->id, msg.delivery_id) != 0)
+			continue;
+		if (d->conn == c)
 			answer(l, h, c, d, &msg, out);
-			return;
-		}
-	}
-	/*
-	 * An answer to an older load of the handler by this leader is late, not
-	 * wrong: its events were taken back and went out again.  Anything else
-	 * (another worker's delivery, one already answered, an id never sent)
-	 * can't be trusted.
-	 */
-	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".", l->fence);
-	if (strncmp(msg.delivery_id, prefix, strlen(prefix)) == 0 &&
-		strtoul(msg.delivery_id + strlen(prefix), NULL, 10) != h->run)
+		else
+			untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+					  psprintf("answer to delivery \"%s\" of another worker", msg.delivery_id));
 		return;
-	untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-			  psprintf("answer to an unknown, another worker's or an already answered delivery \"%s\"",
-					   msg.delivery_id));
+	}
+	answer_not_in_flight(l, h, c, &msg);
 }
 
 static void
@@ -434,18 +461,19 @@ delivery_forget(HandlerRun *h)
 {
 	while (h->deliveries != NIL)
 		delivery_end(h, linitial(h->deliveries));
-	h->run++;
+	h->run = ++runs;
+	h->next_delivery = 0;
 }
 
-/* One round of remote work; returns ms until a deadline needs a look. */
-long
-delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out)
+/*
+ * Take in what the workers said and what their connections did, and give
+ * up on deliveries past their deadline.  Runs whenever the handler has
+ * workers, connected or not, so that nothing stays with a lost one.
+ */
+void
+delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
-	Ring		ring;
-	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
-	long		wait = -1;
 
 	foreach(lc, h->conns)
 	{
@@ -473,7 +501,18 @@ delivery_round(Leader *l, HandlerRun *h, BatchOutcome *out)
 			free(m);
 		}
 	}
-	expire(h, now, out);
+	expire(h, GetCurrentTimestamp(), out);
+}
+
+/* Hand out what is ready; returns ms until a deadline needs a look, or -1. */
+long
+delivery_dispatch(Leader *l, HandlerRun *h)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	Ring		ring;
+	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+	long		wait = -1;
 
 	ring_build(h, &ring);
 	foreach(lc, h->conns)

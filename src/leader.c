@@ -81,13 +81,15 @@ handler_round(Leader *l, HandlerRun *h)
 		handler_load(h);
 	if (h->replay_pending)
 		handler_replay(h, &out);
+	if (h->conns != NIL)
+		delivery_settle(l, h, &out);
 	remote = delivery_remote(h);
 	room = Min(tracker_room(t), h->batch_size);
 	if (room > 0 && (remote || h->function != InvalidOid))
 		got = pump_read(h->pump, t, room);
 	if (remote)
 	{
-		long		due = delivery_round(l, h, &out);
+		long		due = delivery_dispatch(l, h);
 
 		wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
 		if (due >= 0)
@@ -117,7 +119,7 @@ handler_round(Leader *l, HandlerRun *h)
 	else
 		wait = cluster_poll_interval;
 
-	if (out.processed > 0 || out.failed > 0)
+	if (out.processed > 0 || out.failed > 0 || out.patches != NIL)
 	{
 		tracker_advance(t);
 		if (!handler_commit(h, &out, l->lease_key, l->fence))

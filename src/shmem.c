@@ -195,6 +195,10 @@ void
 shmem_worker_report(void)
 {
 	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	/* connections closed since the last report leave no entry behind */
+	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
+		if (cluster_shared->workers[i].leader_pid == MyProcPid)
+			memset(&cluster_shared->workers[i], 0, sizeof(WorkerStat));
 	for (int i = 0; i < transport_count(); i++)
 	{
 		WorkerConn *c = transport_get(i);

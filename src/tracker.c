@@ -247,18 +247,19 @@ tracker_waiting(Tracker *t)
 long
 tracker_next_due_ms(Tracker *t, TimestampTz now)
 {
-	TimestampTz next = 0;
+	TimestampTz next = DT_NOEND;
 
+	/* events ready now wait for something else (a key before them) */
 	for (int i = 0; i < t->count; i++)
 	{
 		TrackedEvent *ev = &t->events[i];
 
-		if (!ev->done && !ev->selected && (next == 0 || ev->not_before < next))
+		if (!ev->done && !ev->selected && ev->not_before > now && ev->not_before < next)
 			next = ev->not_before;
 	}
-	if (next == 0)
+	if (next == DT_NOEND)
 		return -1;
-	return next <= now ? 0 : TimestampDifferenceMilliseconds(now, next);
+	return Max(1, TimestampDifferenceMilliseconds(now, next));
 }
 
 /*

@@ -6,9 +6,10 @@
  *
  * The engine waits on its latch, postmaster death and the loop's backend
  * fd at once (transport_wait), then lets libuv run what is ready without
- * blocking: no polling.  lws callbacks never call PostgreSQL: they only
- * move bytes between the socket and each connection's queues (malloc'd),
- * which the leader drains after the wait.  A connection that fails or
+ * blocking: no polling.  lws callbacks never run SQL or raise errors: they
+ * only move bytes between the socket and each connection's queues
+ * (malloc'd), which the leader drains after the wait (lws's own log lines
+ * go to the server log at LOG level).  A connection that fails or
  * closes is dialled again after 1 s, doubling to 30 s.
  *
  *-------------------------------------------------------------------------

@@ -122,5 +122,28 @@ is(scalar(keys %{ logged_ids($tls_log) }), 40, 'it acked every event over TLS');
 ok($node->safe_psql('postgres', "SELECT connected FROM cluster.workers WHERE id = '$tls_id'"),
 	'it shows as connected');
 
+# the only worker of a handler with a function dies holding deliveries:
+# they come back at once and the SQL function handles them
+my ($slowpoke, $slow_port) = start_worker('slowpoke', '--slow', '600000');
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('late');
+	SELECT cluster.create_handler('lastone', 'late', 'locally(jsonb)');
+});
+$node->safe_psql('postgres',
+	"SELECT cluster.register_worker('lastone', 'ws://127.0.0.1:$slow_port/')");
+ok(defined poll_until($node,
+		"SELECT connected FROM cluster.workers WHERE handler = 'lastone'", 't'),
+	'the only worker of "lastone" is connected');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('late', jsonb_build_object('n', i))) FROM generate_series(1, 5) i");
+ok(defined poll_until($node,
+		"SELECT in_flight > 0 FROM cluster.workers WHERE handler = 'lastone'", 't'),
+	'it holds the deliveries');
+$slowpoke->signal('KILL');
+ok(defined caught_up('lastone'), 'after it died the handler caught up');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM local WHERE id IN (SELECT id FROM cluster.events WHERE stream = 'late')"),
+	'5', 'the SQL function handled the events the worker had');
+
 $node->stop;
 done_testing();

@@ -9,6 +9,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use ClusterTest;
+use Time::HiRes qw(time);
 
 my $node = cluster_node('mesh');
 $node->start;
@@ -103,7 +104,11 @@ ok(defined poll_until($node,
 # terminate the leader mid-stream
 publish(200);
 my ($pid) = leader($node);
+my $start = time;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(defined poll_until($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid", '0', 5),
+	'SIGTERM stopped the leader, busy with its workers');
+cmp_ok(time - $start, '<', 1.0, 'within a second');
 all_acked('after the leader was terminated', 2 * 2 * 10 * 3);
 
 # untrusted answers: a stale fence, bad JSON; the others go on

@@ -111,28 +111,60 @@ tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event)
 	}
 }
 
-static bool
-key_blocked(uint32 *blocked, int n, uint32 hash)
+/*
+ * The keys held back while choosing a batch: an open-addressing set of key
+ * hashes (0 marks a free slot, so hash 0 is stored as 1: a collision only
+ * holds back more).
+ */
+typedef struct KeySet
 {
-	for (int i = 0; i < n; i++)
-		if (blocked[i] == hash)
+	uint32	   *slots;
+	uint32		mask;
+} KeySet;
+
+static void
+keyset_init(KeySet *set, int expected)
+{
+	uint32		size = 16;
+
+	while (size < (uint32) expected * 2)
+		size <<= 1;
+	set->slots = palloc0(sizeof(uint32) * size);
+	set->mask = size - 1;
+}
+
+static bool
+keyset_probe(KeySet *set, uint32 hash, bool add)
+{
+	uint32		key = hash ? hash : 1;
+
+	for (uint32 i = key & set->mask;; i = (i + 1) & set->mask)
+	{
+		if (set->slots[i] == key)
 			return true;
-	return false;
+		if (set->slots[i] == 0)
+		{
+			if (add)
+				set->slots[i] = key;
+			return false;
+		}
+	}
 }
 
 /*
  * Choose up to "max" events to hand out now, in order.  With key ordering,
  * an event whose key has an earlier event still to do (waiting or in
- * flight elsewhere) is held back; hash collisions only hold back more.
+ * flight elsewhere) is held back.
  */
 int
 tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
 			   TrackerFilter filter, void *arg)
 {
 	int			n = 0;
-	int			n_blocked = 0;
-	uint32	   *blocked = t->key_order ? palloc(sizeof(uint32) * Max(t->count, 1)) : NULL;
+	KeySet		blocked = {0};
 
+	if (t->key_order)
+		keyset_init(&blocked, t->count);
 	for (int i = 0; i < t->count && n < max; i++)
 	{
 		TrackedEvent *ev = &t->events[i];
@@ -141,7 +173,7 @@ tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
 		if (ev->done)
 			continue;
 		if (ready && t->key_order && ev->has_key &&
-			key_blocked(blocked, n_blocked, ev->key_hash))
+			keyset_probe(&blocked, ev->key_hash, false))
 			ready = false;
 		if (ready && filter && !filter(ev, arg))
 			continue;			/* another worker's key: it blocks nothing here */
@@ -151,10 +183,10 @@ tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
 			batch[n++] = ev;
 		}
 		else if (t->key_order && ev->has_key)
-			blocked[n_blocked++] = ev->key_hash;
+			keyset_probe(&blocked, ev->key_hash, true);
 	}
-	if (blocked)
-		pfree(blocked);
+	if (blocked.slots)
+		pfree(blocked.slots);
 	return n;
 }
 

@@ -8,7 +8,9 @@
  * (it may have been stuck): it releases the advisory lock and forgets its
  * leadership.  A standby sleeps until the lease would expire; the exit of
  * any engine of its coordinator sets its latch, so it contends at once.
- * On a hot standby server every engine idles until promotion.
+ * On a hot standby server every engine idles until promotion.  Between
+ * steps the engine waits in transport_wait(): on its latch, postmaster
+ * death and, once it leads handlers with workers, their connections.
  *
  *-------------------------------------------------------------------------
  */

@@ -3,12 +3,15 @@
  * leader.c
  *	  The leader's loop over its handlers.
  *
- * A round is one short transaction: read events into the tracker, hand a
- * batch to the SQL function, move the cursor, commit cursor and state.
- * A handler gets rounds until it has nothing ready or its time slice is
- * used; then the next handler's turn comes, and the engine renews its
- * lease in between.  An unexpected error costs the handler its round and
- * a backoff, never the engine.
+ * A round is one short transaction: read events into the tracker, then
+ * either hand batches to the handler's connected workers and take in their
+ * answers (delivery.c), or, with no worker connected, run the SQL function
+ * here (sql_handler.c); move the cursor and commit cursor and state.  A
+ * handler gets rounds until it has nothing ready or its time slice is
+ * used; then the next handler's turn comes, and the engine renews its lease
+ * in between.  A handler with nothing new since its last round is skipped.
+ * An unexpected error costs the handler its round and a backoff, never the
+ * engine.
  *
  *-------------------------------------------------------------------------
  */

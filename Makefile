@@ -59,12 +59,14 @@ test: setup
 	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
 
 test-regress:
+	mkdir -p $(OUT)/regress
 	$(PGXS_DIR)/test/regress/pg_regress --bindir='$(BINDIR)' \
 		--temp-instance=$(OUT)/regress/instance --temp-config=test/cluster.conf \
 		--inputdir=. --outputdir=$(OUT)/regress --dbname=cluster_regress \
 		$(REGRESS_TESTS)
 
 test-isolation:
+	mkdir -p $(OUT)/isolation
 	$(PGXS_DIR)/test/isolation/pg_isolation_regress --bindir='$(BINDIR)' \
 		--temp-instance=$(OUT)/isolation/instance --temp-config=test/cluster.conf \
 		--inputdir=test/isolation --outputdir=$(OUT)/isolation \

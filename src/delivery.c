@@ -144,7 +144,7 @@ send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
 	resetStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"type\": \"ping\"}");
 	send_text(c, &buf);
-	c->rtt_ms = -GetCurrentTimestamp() / 1000.0;	/* pong completes it */
+	c->ping_sent = GetCurrentTimestamp();
 }
 
 static void
@@ -355,8 +355,9 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 			transport_send(c, "{\"type\": \"pong\"}", 16);
 			return;
 		case WORKER_PONG:
-			if (c->rtt_ms < 0)
-				c->rtt_ms += GetCurrentTimestamp() / 1000.0;
+			if (c->ping_sent)
+				c->rtt_ms = (GetCurrentTimestamp() - c->ping_sent) / 1000.0;
+			c->ping_sent = 0;
 			return;
 		case WORKER_UNKNOWN:
 			ereport(WARNING,

@@ -46,10 +46,10 @@ static void leader_load(Leader *l);
 static void leader_load_workers(Leader *l);
 
 static long
-round_wait(Leader *l, HandlerRun *h, bool caught_up, TimestampTz now)
+round_wait(HandlerRun *h, bool caught_up)
 {
 	long		wait = cluster_poll_interval;
-	long		due = tracker_next_due_ms(h->tracker, now);
+	long		due = tracker_next_due_ms(h->tracker, GetCurrentTimestamp());
 
 	if (due >= 0)
 		wait = Min(wait, due);
@@ -94,7 +94,7 @@ handler_round(Leader *l, HandlerRun *h)
 	{
 		long		due = delivery_dispatch(l, h);
 
-		wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
+		wait = round_wait(h, room > 0 && got < room);
 		if (due >= 0)
 			wait = Min(wait, due);
 	}
@@ -117,7 +117,7 @@ handler_round(Leader *l, HandlerRun *h)
 			got = room > 0 ? pump_read(h->pump, t, room) : 0;
 		}
 		if (out.processed == 0 && out.failed == 0)
-			wait = round_wait(l, h, room > 0 && got < room, GetCurrentTimestamp());
+			wait = round_wait(h, room > 0 && got < room);
 	}
 	else
 		wait = cluster_poll_interval;

@@ -213,7 +213,7 @@ shmem_worker_report(void)
 		stat->delivered = c->delivered;
 		stat->acked = c->acked;
 		stat->failed = c->failed;
-		stat->reconnects = c->reconnects;
+		stat->reconnects = Max(c->dials - 1, 0);
 		stat->rtt_ms = c->rtt_ms;
 		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
 	}

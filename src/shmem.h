@@ -64,7 +64,7 @@ typedef struct WorkerStat
 	int64		acked;
 	int64		failed;
 	int64		reconnects;
-	double		rtt_ms;			/* < 0: not measured */
+	double		rtt_ms;			/* 0: not measured */
 	char		last_error[128];
 } WorkerStat;
 

@@ -378,8 +378,7 @@ conn_dial(WorkerConn *c)
 	info.local_protocol_name = "cluster";
 	info.opaque_user_data = c;
 	info.pwsi = &c->wsi;
-	if (c->reconnects > 0 || c->last_error[0])
-		c->reconnects++;
+	c->dials++;
 	c->close_status = 0;
 	c->next_dial = DT_NOEND;
 	if (lws_client_connect_via_info(&info) == NULL)

@@ -56,9 +56,10 @@ typedef struct WorkerConn
 	int64		delivered;
 	int64		acked;
 	int64		failed;
-	int64		reconnects;
+	int64		dials;
 	char		last_error[256];
-	double		rtt_ms;
+	double		rtt_ms;			/* 0: not measured yet */
+	TimestampTz ping_sent;		/* 0: no ping outstanding */
 } WorkerConn;
 
 extern void transport_start(const char *ca_file);

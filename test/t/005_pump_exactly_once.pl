@@ -22,7 +22,9 @@ $node->safe_psql('postgres', q{
 		INSERT INTO sink
 		SELECT (e ->> 'id')::bigint, (e -> 'payload' ->> 'n')::int
 		  FROM jsonb_array_elements(batch) e;
-		PERFORM pg_sleep(0.002);
+		-- slow enough (about 1000 events/s) that a crash or a kill
+		-- reliably lands mid-stream
+		PERFORM pg_sleep(0.02);
 		RETURN jsonb_build_array(jsonb_build_object('op', 'set', 'path', '["count"]'::jsonb,
 							 'value', seen + jsonb_array_length(batch)))
 			|| (SELECT jsonb_agg(jsonb_build_object('op', 'set',

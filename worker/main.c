@@ -10,7 +10,8 @@
  * cluster.worker_heartbeat(id) every --heartbeat seconds, registering
  * again when that returns false.  The leader dials it, presenting
  * "Authorization: Bearer <secret>" when a secret was registered (else the
- * upgrade is refused with HTTP 401), and sends JSON text messages:
+ * upgrade is refused with HTTP 401; the secret comes from --secret-file,
+ * --secret or CLUSTER_WORKER_SECRET), and sends JSON text messages:
  *
  *	hello	logged
  *	events	a delivery: run it, then answer {"type":"ack","deliveryId":...}
@@ -36,11 +37,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +53,8 @@
 #define DEFAULT_CAPACITY		4
 #define DEFAULT_HEARTBEAT_SECS	5
 #define CLOSE_WAIT_US			(5 * LWS_US_PER_SEC)
+#define MAX_SECRET_LEN			1024	/* bytes: cluster.register_worker's limit */
+#define SECRET_ENV				"CLUSTER_WORKER_SECRET"
 
 Worker		worker;
 
@@ -76,8 +81,12 @@ usage(FILE *out)
 			"  --advertise URL      address to register, as the leader reaches it\n"
 			"                       (default ws://HOST:PORT/, wss:// with TLS; for a\n"
 			"                       wildcard HOST, this machine's host name)\n"
-			"  --secret S           require \"Authorization: Bearer S\" on the WebSocket\n"
-			"                       upgrade (else HTTP 401); registered for the leader\n"
+			"  --secret-file FILE   require \"Authorization: Bearer S\" on the WebSocket\n"
+			"                       upgrade (else HTTP 401), S being FILE's content less\n"
+			"                       one trailing newline; registered for the leader\n"
+			"  --secret S           the same with S given here, where other local users\n"
+			"                       can read it (ps, /proc): prefer --secret-file or\n"
+			"                       CLUSTER_WORKER_SECRET\n"
 			"  --capacity N         deliveries processed at once (default %d); registered\n"
 			"  --db CONNINFO        libpq connection string or URI for the registration\n"
 			"                       (default: the PG* environment variables)\n"
@@ -90,9 +99,19 @@ usage(FILE *out)
 			"  --tls-key FILE       the PEM private key of --tls-cert\n"
 			"  -h, --help           show this help and exit\n"
 			"\n"
+			"Environment:\n"
+			"  CLUSTER_WORKER_SECRET\n"
+			"                       the secret, when neither --secret nor --secret-file is\n"
+			"                       given; removed from the environment of the commands\n"
+			"  PGHOST, PGUSER...    libpq's, for the registration; keep the password in\n"
+			"                       PGPASSFILE (default ~/.pgpass), not in --db\n"
+			"\n"
+			"A secret is at most %d bytes.  A secret file should be readable by its owner\n"
+			"only: a warning says when it is not.\n"
+			"\n"
 			"SIGTERM or SIGINT: refuse new deliveries, finish those in flight, unregister\n"
 			"and exit 0.  A second signal kills the running commands first (exit 1).\n",
-			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS);
+			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS, MAX_SECRET_LEN);
 }
 
 /*
@@ -200,6 +219,131 @@ parse_listen(const char *arg, Options *opt)
 	opt->listen_host = host;
 }
 
+/*
+ * A secret must fit the database's limit and be one line: it travels in an
+ * HTTP header, which a line break would end.  source names where it came
+ * from, for the message.
+ */
+static void
+check_secret(const char *secret, size_t len, const char *source)
+{
+	if (len > MAX_SECRET_LEN)
+		bad_usage("secret in %s is longer than %d bytes",
+				  source, MAX_SECRET_LEN);
+	if (memchr(secret, '\0', len) != NULL)
+		bad_usage("secret in %s contains a NUL byte", source);
+	if (memchr(secret, '\n', len) != NULL || memchr(secret, '\r', len) != NULL)
+		bad_usage("secret in %s contains a line break", source);
+}
+
+/*
+ * Like ssh and libpq's .pgpass, but only a warning: container runtimes
+ * often mount secrets 0644 where no one else can reach them.  Pipes and
+ * devices (--secret-file <(pass show ...)) are not checked.
+ */
+static void
+warn_if_others_can_read(int fd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		wlog("WARNING", "secret file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+			 path);
+}
+
+/*
+ * --secret-file: the file's content, less one trailing LF or CRLF (what
+ * "echo S >FILE" and editors leave).  A file that holds no usable secret is
+ * an invalid option value: exit 2, before anything starts.
+ */
+static char *
+read_secret_file(const char *path)
+{
+	char		buf[MAX_SECRET_LEN + 3];	/* CRLF, then a byte too many */
+	char		source[PATH_MAX + 2];
+	size_t		len = 0;
+	int			fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		bad_usage("could not open secret file \"%s\": %s", path, strerror(errno));
+	while (len < sizeof(buf))
+	{
+		ssize_t		n = read(fd, buf + len, sizeof(buf) - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			bad_usage("could not read secret file \"%s\": %s", path, strerror(errno));
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len -= (len > 1 && buf[len - 2] == '\r') ? 2 : 1;
+	if (len == 0)
+		bad_usage("secret file \"%s\" is empty", path);
+	snprintf(source, sizeof(source), "\"%s\"", path);
+	check_secret(buf, len, source);
+	warn_if_others_can_read(fd, path);
+	close(fd);
+	buf[len] = '\0';
+	return xstrdup(buf);
+}
+
+/*
+ * Take CLUSTER_WORKER_SECRET out of the environment, whichever secret is
+ * used, so that the --exec commands never inherit it.
+ */
+static char *
+take_secret_env(void)
+{
+	const char *value = getenv(SECRET_ENV);
+	char	   *secret;
+
+	if (value == NULL)
+		return NULL;
+	secret = xstrdup(value);
+	unsetenv(SECRET_ENV);
+	return secret;
+}
+
+/*
+ * The secret: from --secret-file or --secret (not both), else from
+ * CLUSTER_WORKER_SECRET; a copy of our own, or NULL for none.  An empty one
+ * from --secret or the environment means none, as --secret "" always did.
+ */
+static void
+resolve_secret(Options *opt, const char *arg, const char *file)
+{
+	char	   *env = take_secret_env();
+	char	   *secret = NULL;
+
+	if (arg != NULL && file != NULL)
+		bad_usage("give at most one of --secret and --secret-file");
+	if (file != NULL)
+		secret = read_secret_file(file);
+	else if (arg != NULL)
+	{
+		check_secret(arg, strlen(arg), "--secret");
+		secret = xstrdup(arg);
+	}
+	else if (env != NULL)
+	{
+		check_secret(env, strlen(env), SECRET_ENV);
+		secret = env;
+		env = NULL;
+	}
+	free(env);
+	if (secret != NULL && secret[0] == '\0')
+	{
+		free(secret);
+		secret = NULL;
+	}
+	opt->secret = secret;
+}
+
 static void
 parse_options(int argc, char **argv, Options *opt)
 {
@@ -208,6 +352,7 @@ parse_options(int argc, char **argv, Options *opt)
 		{"listen", required_argument, NULL, 'l'},
 		{"advertise", required_argument, NULL, 'a'},
 		{"secret", required_argument, NULL, 's'},
+		{"secret-file", required_argument, NULL, 'S'},
 		{"capacity", required_argument, NULL, 'c'},
 		{"db", required_argument, NULL, 'd'},
 		{"heartbeat", required_argument, NULL, 'b'},
@@ -219,6 +364,8 @@ parse_options(int argc, char **argv, Options *opt)
 		{NULL, 0, NULL, 0}
 	};
 	bool		print = false;
+	const char *secret = NULL;
+	const char *secret_file = NULL;
 	int			c;
 
 	memset(opt, 0, sizeof(*opt));
@@ -240,7 +387,10 @@ parse_options(int argc, char **argv, Options *opt)
 				opt->advertise = optarg;
 				break;
 			case 's':
-				opt->secret = optarg;
+				secret = optarg;
+				break;
+			case 'S':
+				secret_file = optarg;
 				break;
 			case 'c':
 				opt->capacity = parse_int(optarg, "--capacity", 1, 100000);
@@ -283,8 +433,7 @@ parse_options(int argc, char **argv, Options *opt)
 		bad_usage("give exactly one of --exec and --print");
 	if ((opt->tls_cert != NULL) != (opt->tls_key != NULL))
 		bad_usage("--tls-cert and --tls-key go together");
-	if (opt->secret != NULL && opt->secret[0] == '\0')
-		opt->secret = NULL;
+	resolve_secret(opt, secret, secret_file);
 }
 
 static bool
@@ -496,6 +645,7 @@ main(int argc, char **argv)
 	wlog("LOG", "stopped");
 	free(worker.address);
 	free((char *) worker.opt.listen_host);
+	free((char *) worker.opt.secret);
 	close(worker.signal_pipe[1]);
 	return worker.forced ? 1 : 0;
 }

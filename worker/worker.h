@@ -37,7 +37,7 @@ typedef struct Options
 	const char *listen_host;	/* as given: NULL or "" means any address */
 	int			listen_port;	/* 0: let the kernel choose */
 	const char *advertise;		/* NULL: derived from --listen */
-	const char *secret;			/* NULL: no Authorization required */
+	const char *secret;			/* malloc'd; NULL: no Authorization required */
 	int			capacity;		/* deliveries run at once */
 	const char *conninfo;		/* NULL: libpq's PG* environment */
 	int			heartbeat_secs;

@@ -1,8 +1,9 @@
 'use strict';
-// One short session with cluster-worker under valgrind's memcheck: every
-// kind of message, an --exec delivery of each outcome, a refused and a
-// closed connection, a re-registration, and a SIGTERM with a delivery in
-// flight.  Any memory error or definite/indirect leak fails the test.
+// One short session with cluster-worker under valgrind's memcheck: a secret
+// read from a file, every kind of message, an --exec delivery of each
+// outcome, a refused and a closed connection, a re-registration, and a
+// SIGTERM with a delivery in flight.  Any memory error or definite/indirect
+// leak fails the test.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
@@ -21,7 +22,9 @@ test('a session under valgrind --leak-check=full is clean', { timeout: 120000 },
   const wrapper = ['valgrind', '--leak-check=full', '--show-leak-kinds=definite,indirect',
     '--errors-for-leak-kinds=definite,indirect', '--error-exitcode=99',
     `--log-file=${log}`];
-  const w = await Worker.start(['--handler', 'vg-h', '--secret', 'vg', '--capacity', '2',
+  const secretFile = path.join(dir, 'secret');
+  fs.writeFileSync(secretFile, 'vg\n', { mode: 0o600 });
+  const w = await Worker.start(['--handler', 'vg-h', '--secret-file', secretFile, '--capacity', '2',
     '--heartbeat', '1', '--exec', `exec sh ${SCRIPT}`], { wrapper, timeout: 60000 });
 
   await assert.rejects(Leader.connect(w.url()), (err) => err.status === 401);

@@ -23,7 +23,7 @@ function calls(workerId) {
 
 test('--help documents every option; bad usage exits 2', () => {
   const help = execFileSync(WORKER, ['--help'], { encoding: 'utf8' });
-  for (const option of ['--handler', '--listen', '--advertise', '--secret', '--capacity',
+  for (const option of ['--handler', '--listen', '--advertise', '--secret', '--secret-file', '--capacity',
     '--db', '--heartbeat', '--exec', '--print', '--tls-cert', '--tls-key', '--help']) {
     assert.match(help, new RegExp(`\\s${option}\\b`), option);
   }
@@ -32,6 +32,9 @@ test('--help documents every option; bad usage exits 2', () => {
   assert.equal(spawnSync(WORKER, ['--handler', 'h', '--listen', 'x', '--print']).status, 2);
   assert.equal(spawnSync(WORKER, ['--handler', 'h', '--listen', ':0', '--print',
     '--exec', 'true']).status, 2);
+  assert.match(help, /other local users\s+can read it \(ps, \/proc\)/);
+  assert.match(help, /CLUSTER_WORKER_SECRET/);
+  assert.match(help, /PGPASSFILE/);
 });
 
 test('--print: hello, deliveries, ping, unknown type; registers and unregisters', async () => {
@@ -78,6 +81,120 @@ test('--secret: 401 without or with a wrong bearer token', async () => {
   await leader.close();
   assert.equal((await w.stop()).code, 0);
   assert.deepEqual(calls(w.workerId)[0], ['register', w.workerId, 'secret-h', w.address, 's3cret', '3']);
+});
+
+// A scratch directory for secret files, removed after the test.
+function secretDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-secret-'));
+  t.after(() => fs.rmSync(dir, { recursive: true }));
+  return dir;
+}
+
+function writeSecret(dir, name, content, mode = 0o600) {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, content, { mode });
+  fs.chmodSync(file, mode); // whatever the umask
+  return file;
+}
+
+// Worker.start, and a SIGTERM after the test should an assertion fail first.
+async function startWorker(t, args, options) {
+  const w = await Worker.start(args, options);
+  t.after(() => w.stop());
+  return w;
+}
+
+// An --exec command that fails with what it sees of CLUSTER_WORKER_SECRET.
+const SHOW_ENV_SECRET = 'cat >/dev/null; printf "%s" "${CLUSTER_WORKER_SECRET:-unset}" >&2; exit 1';
+
+test('--secret-file: one trailing newline stripped; 401 without the token; a warning if others can read it', async (t) => {
+  const dir = secretDir(t);
+  const file = writeSecret(dir, 'secret', 'file-s3cret\n');
+  const w = await startWorker(t, ['--handler', 'sfile-h', '--secret-file', file, '--print']);
+  await assert.rejects(Leader.connect(w.url()), (err) => err.status === 401);
+  await assert.rejects(Leader.connect(w.url(), { token: 'wrong' }), (err) => err.status === 401);
+  const leader = await Leader.connect(w.url(), { token: 'file-s3cret' });
+  leader.send(delivery('f1', [event({ ok: true })]));
+  assert.equal((await leader.answer('f1')).type, 'ack');
+  await leader.close();
+  assert.equal((await w.stop()).code, 0);
+  assert.equal(calls(w.workerId)[0][4], 'file-s3cret');
+  assert.doesNotMatch(w.stderr, /group or world access/);
+
+  // CRLF, exactly 1024 bytes, and readable by others: accepted with a warning
+  const long = 'k'.repeat(1024);
+  const open = writeSecret(dir, 'open', `${long}\r\n`, 0o644);
+  const w2 = await startWorker(t, ['--handler', 'sfile2-h', '--secret-file', open, '--print']);
+  await w2.waitLog(/WARNING: secret file ".*\/open" has group or world access; permissions should be u=rw \(0600\) or less/);
+  await assert.rejects(Leader.connect(w2.url(), { token: long.slice(1) }), (err) => err.status === 401);
+  const l2 = await Leader.connect(w2.url(), { token: long });
+  await l2.close();
+  assert.equal((await w2.stop()).code, 0);
+  assert.equal(calls(w2.workerId)[0][4], long);
+});
+
+test('CLUSTER_WORKER_SECRET: the secret, and not inherited by the --exec commands', async (t) => {
+  const env = { CLUSTER_WORKER_SECRET: 'env-s3cret' };
+  const w = await startWorker(t, ['--handler', 'senv-h', '--exec', SHOW_ENV_SECRET], { env });
+  await assert.rejects(Leader.connect(w.url()), (err) => err.status === 401);
+  await assert.rejects(Leader.connect(w.url(), { token: 'wrong' }), (err) => err.status === 401);
+  const leader = await Leader.connect(w.url(), { token: 'env-s3cret' });
+  leader.send(delivery('e1', [event({})]));
+  assert.deepEqual(await leader.answer('e1'), { type: 'fail', deliveryId: 'e1', error: 'unset' });
+  await leader.close();
+  assert.equal((await w.stop()).code, 0);
+  assert.equal(calls(w.workerId)[0][4], 'env-s3cret');
+
+  // --secret-file wins over the variable, which is still not passed on
+  const file = writeSecret(secretDir(t), 'secret', 'from-file');
+  const w2 = await startWorker(t, ['--handler', 'senv2-h', '--secret-file', file,
+    '--exec', SHOW_ENV_SECRET], { env });
+  await assert.rejects(Leader.connect(w2.url(), { token: 'env-s3cret' }), (err) => err.status === 401);
+  const l2 = await Leader.connect(w2.url(), { token: 'from-file' });
+  l2.send(delivery('e2', [event({})]));
+  assert.deepEqual(await l2.answer('e2'), { type: 'fail', deliveryId: 'e2', error: 'unset' });
+  await l2.close();
+  assert.equal((await w2.stop()).code, 0);
+  assert.equal(calls(w2.workerId)[0][4], 'from-file');
+
+  // empty: no secret, as with --secret ""
+  const w3 = await startWorker(t, ['--handler', 'senv3-h', '--print'], { env: { CLUSTER_WORKER_SECRET: '' } });
+  await (await Leader.connect(w3.url())).close();
+  assert.equal((await w3.stop()).code, 0);
+  assert.equal(calls(w3.workerId)[0][4], '');
+});
+
+test('secret errors exit 2 with a clear message: both options, empty, missing, too long, two lines', (t) => {
+  const dir = secretDir(t);
+  const good = writeSecret(dir, 'good', 'ok\n');
+  const base = ['--handler', 'h', '--listen', '127.0.0.1:0', '--print'];
+  const run = (args, env = {}) => spawnSync(WORKER, [...base, ...args],
+    { encoding: 'utf8', timeout: 5000, env: { ...process.env, ...env } });
+  const cases = [
+    [['--secret', 'x', '--secret-file', good], /give at most one of --secret and --secret-file/],
+    [['--secret-file', good, '--secret', 'x'], /give at most one of --secret and --secret-file/],
+    [['--secret-file', writeSecret(dir, 'empty', '')], /secret file ".*\/empty" is empty/],
+    [['--secret-file', writeSecret(dir, 'newline', '\n')], /secret file ".*\/newline" is empty/],
+    [['--secret-file', path.join(dir, 'missing')],
+      /could not open secret file ".*\/missing": No such file or directory/],
+    [['--secret-file', dir], /could not read secret file ".*": Is a directory/],
+    [['--secret-file', writeSecret(dir, 'long', `${'x'.repeat(1025)}\n`)],
+      /secret in ".*\/long" is longer than 1024 bytes/],
+    [['--secret-file', writeSecret(dir, 'huge', 'x'.repeat(100000))],
+      /secret in ".*\/huge" is longer than 1024 bytes/],
+    [['--secret-file', writeSecret(dir, 'two', 'a\nb\n')], /secret in ".*\/two" contains a line break/],
+    [['--secret-file', writeSecret(dir, 'nul', 'a\0b')], /secret in ".*\/nul" contains a NUL byte/],
+    [['--secret', 'y'.repeat(1025)], /secret in --secret is longer than 1024 bytes/],
+  ];
+  for (const [args, message] of cases) {
+    const r = run(args);
+    assert.equal(r.status, 2, `${args}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /group or world access/);
+  }
+  const r = run([], { CLUSTER_WORKER_SECRET: 'z'.repeat(1025) });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /secret in CLUSTER_WORKER_SECRET is longer than 1024 bytes/);
 });
 
 test("--exec 'cat >/dev/null': concurrent deliveries are acked", async () => {

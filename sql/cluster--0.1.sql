@@ -486,7 +486,7 @@ AS $$
 				  FROM pg_locks AS k JOIN pg_stat_activity AS a ON a.pid = k.pid
 				 WHERE k.locktype = 'advisory' AND k.granted
 				   AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-				   AND k.classid = 1668052339::oid AND k.objid = $1::oid AND k.objsubid = 2
+				   AND k.classid = 1668052339::oid AND k.objid = $1::oid AND k.objsubid = 3
 				   AND a.backend_type = 'cluster engine' AND k.pid <> pg_backend_pid()
 				 LIMIT 1)
 		   END
@@ -675,8 +675,43 @@ CREATE TABLE cluster.dead_letters (
 	replay		boolean NOT NULL DEFAULT false
 );
 CREATE INDEX dead_letters_handler ON cluster.dead_letters (handler_id, replay);
+
+/* Dead letters are events: only members of their handler's owner see them. */
+ALTER TABLE cluster.dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dead_letters_owner ON cluster.dead_letters
+	USING (EXISTS (SELECT FROM cluster.handler h
+					WHERE h.id = handler_id AND pg_has_role(current_user, h.owner, 'USAGE')));
 COMMENT ON TABLE cluster.dead_letters IS
 'events a handler gave up on after max_attempts, with the last error; cluster.replay_dead_letters() hands them over again';
+
+/*
+ * Who may attach handlers to a pump besides its owner: a handler gets the
+ * events the pump's owner reads, so the owner must consent.
+ */
+CREATE TABLE cluster.pump_grant (
+	pump_id		int NOT NULL REFERENCES cluster.pump (id) ON DELETE CASCADE,
+	grantee		regrole NOT NULL,
+	granted_by	regrole NOT NULL,
+	granted_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pump_id, grantee)
+);
+COMMENT ON TABLE cluster.pump_grant IS 'roles a pump''s owner allowed to attach handlers; use cluster.grant_pump(), read cluster.grants';
+
+/*
+ * May "role" read the events of a pump (own a handler of it)?  Members of
+ * its owner and of the roles it was granted to may; superusers may.
+ */
+CREATE FUNCTION cluster._may_read_pump(pump_id int, role regrole)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (
+		SELECT FROM cluster.pump p
+		 WHERE p.id = $1
+		   AND (pg_has_role($2, p.owner, 'USAGE')
+				OR EXISTS (SELECT FROM cluster.pump_grant g
+							WHERE g.pump_id = p.id AND pg_has_role($2, g.grantee, 'USAGE'))))
+$$;
 
 /* Leaders reload pumps and handlers at the commit of any change. */
 CREATE FUNCTION cluster._config_changed() RETURNS trigger
@@ -890,10 +925,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM cluster._check_handler_function(NEW.function, NEW.owner);
+	IF NOT cluster._may_read_pump(NEW.pump_id, NEW.owner) THEN
+		RAISE EXCEPTION 'permission denied for pump "%"',
+			(SELECT p.name FROM cluster.pump p WHERE p.id = NEW.pump_id)
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The handler''s owner, %s, may not read its events.', NEW.owner),
+				  HINT = 'The pump''s owner can allow it with cluster.grant_pump().';
+	END IF;
 	RETURN NEW;
 END
 $$;
-CREATE TRIGGER guard BEFORE INSERT OR UPDATE OF function, owner ON cluster.handler
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE OF function, owner, pump_id ON cluster.handler
 	FOR EACH ROW EXECUTE FUNCTION cluster._handler_guard();
 
 CREATE FUNCTION cluster._pump_guard() RETURNS trigger LANGUAGE plpgsql
@@ -1030,31 +1072,14 @@ END
 $$;
 COMMENT ON FUNCTION cluster.resume_handler(text) IS 'hand out events to a paused handler again, from its cursor';
 
-/* The cursor just before the first event created at or after "at". */
-CREATE FUNCTION cluster._position_before(p cluster.pump, at timestamptz)
-RETURNS jsonb LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	result jsonb;
-BEGIN
-	IF p.source IS NULL THEN
-		SELECT jsonb_build_array(txid::text, id::text) INTO result
-		  FROM cluster.events
-		 WHERE stream = p.name AND created_at < at
-		 ORDER BY txid DESC, id DESC LIMIT 1;
-	ELSIF p.created_at_column IS NULL THEN
-		RAISE EXCEPTION 'pump "%" has no created_at column', p.name
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Reset to ''start'' or ''end'', or re-create the pump with created_at_column.';
-	ELSE
-		EXECUTE format('SELECT jsonb_build_array(%1$I::text, %2$I::text) FROM %3$s WHERE %4$I < $1 ORDER BY %1$I DESC, %2$I DESC LIMIT 1',
-					   p.txid_column, p.id_column, p.source, p.created_at_column)
-		   INTO result USING at;
-	END IF;
-	RETURN coalesce(result, '["0", "0"]');
-END
-$$;
+/*
+ * The cursor just before the first event created at or after "at", read
+ * from the source as the pump's owner (src/caller.c); for the handler's
+ * owner.
+ */
+CREATE FUNCTION cluster._position_before(handler_id int, at timestamptz)
+RETURNS jsonb LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'cluster_position_before';
 
 CREATE FUNCTION cluster.reset_handler(name text, "position" text)
 RETURNS void LANGUAGE plpgsql VOLATILE
@@ -1062,11 +1087,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	h cluster.handler := cluster._handler_for_update($1);
-	p cluster.pump;
 	cursor jsonb;
 	at timestamptz;
 BEGIN
-	SELECT * INTO p FROM cluster.pump WHERE id = h.pump_id;
 	IF $2 IS NULL THEN
 		RAISE EXCEPTION 'argument "%" must not be null', 'position'
 			USING ERRCODE = 'null_value_not_allowed';
@@ -1084,7 +1107,7 @@ BEGIN
 			RAISE EXCEPTION 'argument "%" must be ''start'', ''end'' or a timestamp', 'position'
 				USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %L.', $2);
 		END;
-		cursor := cluster._position_before(p, at);
+		cursor := cluster._position_before(h.id, at);
 	END IF;
 	UPDATE cluster.handler
 	   SET epoch = epoch + 1,
@@ -1119,14 +1142,17 @@ RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	result jsonb;
+	h cluster.handler;
 BEGIN
 	PERFORM cluster._check_text('name', $1, 63);
-	SELECT state -> 'user' INTO result FROM cluster.handler WHERE handler.name = $1;
+	SELECT * INTO h FROM cluster.handler WHERE handler.name = $1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'handler "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+	ELSIF NOT pg_has_role(current_user, h.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for handler "%"', $1
+			USING ERRCODE = 'insufficient_privilege', DETAIL = format('It is owned by %s.', h.owner);
 	END IF;
-	RETURN result;
+	RETURN h.state -> 'user';
 END
 $$;
 COMMENT ON FUNCTION cluster.handler_state(text) IS 'the state a handler''s patches have built (a jsonb document)';
@@ -1255,34 +1281,21 @@ SELECT p.name, coalesce(p.source::text, 'cluster.events') AS source, c.name AS c
   FROM cluster.pump p JOIN cluster.coordinator c ON c.id = p.coordinator_id;
 COMMENT ON VIEW cluster.pumps IS 'every pump: its source, coordinator, retention and number of handlers';
 
-/* Committed events of a pump after a cursor: how many, and the age of the oldest. */
-CREATE FUNCTION cluster._lag(p cluster.pump, cursor jsonb, OUT events bigint, OUT seconds double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF p.source IS NULL THEN
-		SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))
-		  INTO events, seconds
-		  FROM cluster.events
-		 WHERE stream = p.name
-		   AND (txid, id) > ((cursor ->> 0)::xid8, (cursor ->> 1)::bigint);
-	ELSE
-		EXECUTE format('SELECT count(*), %s FROM %s WHERE (%I, %I) > ($1, $2)',
-					   CASE WHEN p.created_at_column IS NULL THEN 'NULL::float8'
-							ELSE format('extract(epoch FROM clock_timestamp() - min(%I))', p.created_at_column) END,
-					   p.source, p.txid_column, p.id_column)
-		   INTO events, seconds
-		  USING (cursor ->> 0)::xid8, (cursor ->> 1)::bigint;
-	END IF;
-	seconds := coalesce(seconds, 0);
-END
-$$;
+/*
+ * Committed events after a handler's cursor: how many, and the age of the
+ * oldest, counted as the pump's owner (src/caller.c).  NULL for a caller
+ * who may not know: neither a member of the handler's or the pump's owner
+ * nor allowed to read the source.
+ */
+CREATE FUNCTION cluster._lag(handler_id int, OUT events bigint, OUT seconds double precision)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'cluster_lag';
 
 CREATE VIEW cluster.handlers AS
 SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
 	   (h.state #>> '{cursor,0}') || '/' || (h.state #>> '{cursor,1}') AS cursor,
-	   greatest(lag.events - jsonb_array_length(h.state -> 'done'), 0) AS lag_events,
+	   CASE WHEN lag.events IS NOT NULL
+			THEN greatest(lag.events - jsonb_array_length(h.state -> 'done'), 0) END AS lag_events,
 	   lag.seconds AS lag_seconds,
 	   coalesce(s.in_flight, 0) AS in_flight,
 	   (SELECT count(*) FROM jsonb_object_keys(h.state -> 'retry'))::int AS retrying,
@@ -1294,7 +1307,7 @@ SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
   FROM cluster.handler h
   JOIN cluster.pump p ON p.id = h.pump_id
   LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id,
-  LATERAL cluster._lag(p, h.state -> 'cursor') lag;
+  LATERAL cluster._lag(h.id) lag;
 COMMENT ON VIEW cluster.handlers IS
 'every handler: cursor (txid/id), how far behind it is, what is in flight or retrying, dead letters, the last error';
 
@@ -1324,34 +1337,99 @@ COMMENT ON TABLE cluster.worker IS 'registered workers; read cluster.workers';
 CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF address, secret, capacity
 	ON cluster.worker FOR EACH STATEMENT EXECUTE FUNCTION cluster._config_changed();
 
-CREATE FUNCTION cluster.register_worker(handler text, address text,
-	secret text DEFAULT NULL, capacity int DEFAULT 4)
-RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+/*
+ * Who may register, heartbeat and unregister workers of a handler besides
+ * its owner: a worker receives the handler's events, so the owner must
+ * consent (cluster.grant_worker).
+ */
+CREATE TABLE cluster.worker_grant (
+	handler_id	int NOT NULL REFERENCES cluster.handler (id) ON DELETE CASCADE,
+	grantee		regrole NOT NULL,
+	granted_by	regrole NOT NULL,
+	granted_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (handler_id, grantee)
+);
+COMMENT ON TABLE cluster.worker_grant IS 'roles a handler''s owner allowed to register workers; use cluster.grant_worker(), read cluster.grants';
+
+/* the leader drops the connections of registrants whose right was revoked */
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR TRUNCATE ON cluster.worker_grant
+	FOR EACH STATEMENT EXECUTE FUNCTION cluster._config_changed();
+
+/* May "role" manage the workers of a handler?  Members of its owner and of its grantees may. */
+CREATE FUNCTION cluster._may_manage_workers(handler_id int, role regrole)
+RETURNS boolean LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
+	SELECT EXISTS (
+		SELECT FROM cluster.handler h
+		 WHERE h.id = $1
+		   AND (pg_has_role($2, h.owner, 'USAGE')
+				OR EXISTS (SELECT FROM cluster.worker_grant g
+							WHERE g.handler_id = h.id AND pg_has_role($2, g.grantee, 'USAGE'))))
+$$;
+
+/* May the leader dial this address (cluster.worker_hosts)?  See src/allowlist.c. */
+CREATE FUNCTION cluster._worker_address_allowed(address text)
+RETURNS boolean LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'cluster_worker_address_allowed';
+CREATE FUNCTION cluster._check_worker_address(address text)
+RETURNS void LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'cluster_check_worker_address';
+
+/*
+ * The public functions below that take a caller are C functions
+ * (cluster_for_caller, src/caller.c): they call the internal function of
+ * the same name with a leading underscore as the extension's owner, with
+ * the calling role as the last argument.  Nobody else may execute the
+ * internal ones, so the caller can't be forged.
+ */
+
+/* The handler's id, for a caller allowed to manage its workers. */
+CREATE FUNCTION cluster._worker_handler(handler text, caller regrole)
+RETURNS int LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
 	hid int;
-	result text;
 BEGIN
 	PERFORM cluster._check_text('handler', $1, 63);
-	PERFORM cluster._check_text('address', $2, 2048);
-	IF $2 !~ '^wss?://[^/?#]+(/.*)?$' THEN
-		RAISE EXCEPTION 'argument "%" must be a ws:// or wss:// URL', 'address'
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %L.', $2),
-				  HINT = 'For example ws://10.0.0.5:8080/ or wss://worker.example.com/events.';
-	END IF;
-	IF $3 IS NOT NULL THEN
-		PERFORM cluster._check_text('secret', $3, 1024);
-	END IF;
-	PERFORM cluster._check_range('capacity', $4, 1, 10000);
 	SELECT h.id INTO hid FROM cluster.handler h WHERE h.name = $1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'handler "%" does not exist', $1 USING ERRCODE = 'undefined_object';
 	END IF;
-	/* current_user is this function's owner here: record who logged in */
+	IF NOT cluster._may_manage_workers(hid, $2) THEN
+		RAISE EXCEPTION 'permission denied for the workers of handler "%"', $1
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is neither the handler''s owner nor allowed by it.', $2),
+				  HINT = 'The handler''s owner can allow it with cluster.grant_worker().';
+	END IF;
+	RETURN hid;
+END
+$$;
+
+CREATE FUNCTION cluster._register_worker(handler text, address text,
+	secret text, capacity int, caller regrole)
+RETURNS text LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	hid int := cluster._worker_handler($1, $5);
+	result text;
+BEGIN
+	PERFORM cluster._check_text('address', $2, 2048);
+	IF $2 !~ '^wss?://[^/?#@]+(/.*)?$' THEN
+		RAISE EXCEPTION 'argument "%" must be a ws:// or wss:// URL', 'address'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %L.', $2),
+				  HINT = 'For example ws://10.0.0.5:8080/ or wss://worker.example.com/events.';
+	END IF;
+	PERFORM cluster._check_worker_address($2);
+	IF $3 IS NOT NULL THEN
+		PERFORM cluster._check_text('secret', $3, 1024);
+	END IF;
+	PERFORM cluster._check_range('capacity', $4, 1, 10000);
 	INSERT INTO cluster.worker AS w (handler_id, address, secret, capacity, registered_by)
-	VALUES (hid, $2, $3, $4, session_user::regrole)
+	VALUES (hid, $2, $3, $4, $5)
 	ON CONFLICT (handler_id, address) DO UPDATE
 		SET secret = excluded.secret, capacity = excluded.capacity,
 			registered_by = excluded.registered_by,
@@ -1360,33 +1438,208 @@ BEGIN
 	RETURN result;
 END
 $$;
-COMMENT ON FUNCTION cluster.register_worker(text, text, text, int) IS
-'register a worker''s WebSocket address for a handler (again: updates it); returns the worker id; the leader dials it';
 
-CREATE FUNCTION cluster.worker_heartbeat(worker_id text)
-RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE FUNCTION cluster.register_worker(handler text, address text,
+	secret text DEFAULT NULL, capacity int DEFAULT 4)
+RETURNS text LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
+COMMENT ON FUNCTION cluster.register_worker(text, text, text, int) IS
+'register a worker''s WebSocket address for a handler (again: updates it); returns the worker id; the leader dials it. For the handler''s owner and the roles it granted with grant_worker';
+
+/* The worker's handler, for a caller allowed to manage it; NULL when there is no such worker. */
+CREATE FUNCTION cluster._worker_check(worker_id text, caller regrole)
+RETURNS int LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	w cluster.worker;
+BEGIN
+	PERFORM cluster._check_text('worker_id', $1, 64);
+	SELECT * INTO w FROM cluster.worker WHERE id = $1;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	IF NOT cluster._may_manage_workers(w.handler_id, $2) THEN
+		RAISE EXCEPTION 'permission denied for worker %', $1
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s may not manage the workers of its handler.', $2);
+	END IF;
+	RETURN w.handler_id;
+END
+$$;
+
+CREATE FUNCTION cluster._worker_heartbeat(worker_id text, caller regrole)
+RETURNS boolean LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM cluster._check_text('worker_id', $1, 64);
+	IF cluster._worker_check($1, $2) IS NULL THEN
+		RETURN false;
+	END IF;
 	UPDATE cluster.worker w SET last_heartbeat = clock_timestamp() WHERE w.id = $1;
 	RETURN FOUND;
 END
 $$;
+
+CREATE FUNCTION cluster.worker_heartbeat(worker_id text)
+RETURNS boolean LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
 COMMENT ON FUNCTION cluster.worker_heartbeat(text) IS
 'record that a worker is alive; false when it is not registered (register again)';
 
-CREATE FUNCTION cluster.unregister_worker(worker_id text)
-RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE FUNCTION cluster._unregister_worker(worker_id text, caller regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM cluster._check_text('worker_id', $1, 64);
-	DELETE FROM cluster.worker w WHERE w.id = $1;
+	IF cluster._worker_check($1, $2) IS NOT NULL THEN
+		DELETE FROM cluster.worker w WHERE w.id = $1;
+	END IF;
 END
 $$;
+
+CREATE FUNCTION cluster.unregister_worker(worker_id text)
+RETURNS void LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
 COMMENT ON FUNCTION cluster.unregister_worker(text) IS
 'remove a worker; the leader closes its connection and hands its deliveries to others';
+
+/* Grants: only the object's owner (or a member of it) may give or take them. */
+CREATE FUNCTION cluster._check_grantee(role regrole)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be null', 'role'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION cluster._owned_handler(handler text, caller regrole)
+RETURNS int LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h cluster.handler;
+BEGIN
+	PERFORM cluster._check_text('handler', $1, 63);
+	SELECT * INTO h FROM cluster.handler WHERE name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'handler "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+	ELSIF NOT pg_has_role($2, h.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for handler "%"', $1
+			USING ERRCODE = 'insufficient_privilege', DETAIL = format('It is owned by %s.', h.owner);
+	END IF;
+	RETURN h.id;
+END
+$$;
+
+CREATE FUNCTION cluster._owned_pump(pump text, caller regrole)
+RETURNS int LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p cluster.pump;
+BEGIN
+	PERFORM cluster._check_text('pump', $1, 63);
+	SELECT * INTO p FROM cluster.pump WHERE name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pump "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+	ELSIF NOT pg_has_role($2, p.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for pump "%"', $1
+			USING ERRCODE = 'insufficient_privilege', DETAIL = format('It is owned by %s.', p.owner);
+	END IF;
+	RETURN p.id;
+END
+$$;
+
+CREATE FUNCTION cluster._grant_worker(handler text, role regrole, caller regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	hid int := cluster._owned_handler($1, $3);
+BEGIN
+	PERFORM cluster._check_grantee($2);
+	INSERT INTO cluster.worker_grant (handler_id, grantee, granted_by)
+	VALUES (hid, $2, $3) ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION cluster.grant_worker(handler text, role regrole)
+RETURNS void LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
+COMMENT ON FUNCTION cluster.grant_worker(text, regrole) IS
+'allow a role (and its members) to register, heartbeat and unregister workers of your handler: they receive its events';
+
+CREATE FUNCTION cluster._revoke_worker(handler text, role regrole, caller regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	hid int := cluster._owned_handler($1, $3);
+BEGIN
+	PERFORM cluster._check_grantee($2);
+	DELETE FROM cluster.worker_grant g WHERE g.handler_id = hid AND g.grantee = $2;
+	/* its registrations go too; those of its members are no longer dialled */
+	DELETE FROM cluster.worker w WHERE w.handler_id = hid AND w.registered_by = $2
+	   AND NOT cluster._may_manage_workers(hid, $2);
+END
+$$;
+
+CREATE FUNCTION cluster.revoke_worker(handler text, role regrole)
+RETURNS void LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
+COMMENT ON FUNCTION cluster.revoke_worker(text, regrole) IS
+'take back grant_worker: the role''s workers are unregistered, its members'' are no longer dialled';
+
+CREATE FUNCTION cluster._grant_pump(pump text, role regrole, caller regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid int := cluster._owned_pump($1, $3);
+BEGIN
+	PERFORM cluster._check_grantee($2);
+	INSERT INTO cluster.pump_grant (pump_id, grantee, granted_by)
+	VALUES (pid, $2, $3) ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION cluster.grant_pump(pump text, role regrole)
+RETURNS void LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
+COMMENT ON FUNCTION cluster.grant_pump(text, regrole) IS
+'allow a role (and its members) to attach handlers to your pump: they receive the events you read from its source';
+
+CREATE FUNCTION cluster._revoke_pump(pump text, role regrole, caller regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid int := cluster._owned_pump($1, $3);
+BEGIN
+	PERFORM cluster._check_grantee($2);
+	DELETE FROM cluster.pump_grant g WHERE g.pump_id = pid AND g.grantee = $2;
+END
+$$;
+
+CREATE FUNCTION cluster.revoke_pump(pump text, role regrole)
+RETURNS void LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_for_caller';
+COMMENT ON FUNCTION cluster.revoke_pump(text, regrole) IS
+'take back grant_pump: the role''s handlers of the pump stop at their next round, with last_error saying why';
+
+CREATE VIEW cluster.grants AS
+SELECT 'pump' AS object_type, p.name AS object_name, g.grantee, g.granted_by, g.granted_at
+  FROM cluster.pump_grant g JOIN cluster.pump p ON p.id = g.pump_id
+UNION ALL
+SELECT 'handler', h.name, g.grantee, g.granted_by, g.granted_at
+  FROM cluster.worker_grant g JOIN cluster.handler h ON h.id = g.handler_id;
+COMMENT ON VIEW cluster.grants IS
+'who may attach handlers to a pump (grant_pump) and register workers for a handler (grant_worker), besides their owners';
 
 CREATE FUNCTION cluster._worker_status(
 	OUT worker_id text, OUT connected boolean, OUT in_flight int, OUT delivered bigint,
@@ -1404,7 +1657,8 @@ SELECT w.id, h.name AS handler, w.address, w.capacity, w.registered_by,
 	   coalesce(s.acked, 0) AS acked,
 	   coalesce(s.failed, 0) AS failed,
 	   coalesce(s.reconnects, 0) AS reconnects,
-	   s.last_error, s.rtt_ms
+	   s.last_error, s.rtt_ms,
+	   cluster._worker_address_allowed(w.address) AS address_allowed
   FROM cluster.worker w
   JOIN cluster.handler h ON h.id = w.handler_id
   LEFT JOIN cluster._worker_status() s ON s.worker_id = w.id;
@@ -1429,6 +1683,8 @@ SELECT pg_catalog.pg_extension_config_dump('cluster.handler_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cluster.worker', '');
+SELECT pg_catalog.pg_extension_config_dump('cluster.pump_grant', '');
+SELECT pg_catalog.pg_extension_config_dump('cluster.worker_grant', '');
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cluster FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cluster FROM PUBLIC;
@@ -1475,17 +1731,23 @@ GRANT EXECUTE ON FUNCTION
 	cluster._handler_for_update(text),
 	cluster._handler_guard(),
 	cluster._pump_guard(),
-	cluster._position_before(cluster.pump, timestamptz),
-	cluster._lag(cluster.pump, jsonb)
+	cluster._position_before(int, timestamptz),
+	cluster._may_read_pump(int, regrole),
+	cluster.grant_pump(text, regrole),
+	cluster.revoke_pump(text, regrole),
+	cluster.grant_worker(text, regrole),
+	cluster.revoke_worker(text, regrole)
 TO cluster_admin;
-GRANT EXECUTE ON FUNCTION cluster._lag(cluster.pump, jsonb) TO cluster_worker;
+GRANT SELECT ON cluster.pump_grant TO cluster_admin;
 GRANT EXECUTE ON FUNCTION
 	cluster.register_worker(text, text, text, int),
 	cluster.worker_heartbeat(text),
 	cluster.unregister_worker(text),
-	cluster._worker_status()
+	cluster._worker_status(),
+	cluster._worker_address_allowed(text),
+	cluster._lag(int)
 TO cluster_worker;
-GRANT SELECT ON cluster.workers TO cluster_worker;
+GRANT SELECT ON cluster.workers, cluster.grants TO cluster_worker;
 /* create_pump puts this trigger on the admin's own outbox table */
 GRANT EXECUTE ON FUNCTION cluster._wake_leaders() TO cluster_admin;
 

@@ -316,7 +316,17 @@ SELECT cluster.drop_pump('admin_stream');
 SELECT cluster.create_pump('admin_outbox', 'admin_outbox');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'admin_outbox'::regclass AND NOT tgisinternal;
 SELECT cluster.drop_pump('admin_outbox');
--- and handlers, whose function it may execute
+-- and handlers of pumps whose owners allow it
+SELECT cluster.create_handler('a_mail', 'orders', 'handle_void(jsonb)');
+\set VERBOSITY terse
+SELECT cluster.grant_pump('orders', 'pump_admin_a');
+\set VERBOSITY default
+RESET ROLE;
+SELECT cluster.grant_pump('orders', 'pump_admin_a');
+SELECT cluster.grant_pump('orders', 'pump_admin_a');
+SELECT object_type, object_name, grantee FROM cluster.grants;
+SET ROLE pump_admin_a;
+-- whose function it may execute
 SELECT cluster.create_handler('a_private', 'orders', 'handle_private(jsonb)');
 SELECT cluster.create_handler('a_mail', 'orders', 'handle_void(jsonb)');
 SELECT name, owner, function FROM cluster.handlers WHERE name = 'a_mail';
@@ -393,6 +403,15 @@ SELECT cluster.publish_batch('orders', '[{"payload": 1}]');
 INSERT INTO cluster.events (stream, payload) VALUES ('orders', '{}');
 SELECT name FROM cluster.handlers;
 RESET ROLE;
+
+-- a revoked grant stops a handler at its next round; only the owner may revoke
+SET ROLE pump_admin_b;
+\set VERBOSITY terse
+SELECT cluster.revoke_pump('orders', 'pump_admin_a');
+\set VERBOSITY default
+RESET ROLE;
+SELECT cluster.revoke_pump('orders', 'pump_admin_a');
+SELECT count(*) FROM cluster.grants;
 
 DROP FUNCTION handle_private(jsonb);
 DROP TABLE admin_outbox;

@@ -29,10 +29,26 @@ SELECT cluster.register_worker('mail', 'ws://10.0.0.1/', capacity => 0);
 SELECT cluster.register_worker('mail', 'ws://10.0.0.1/', secret => '');
 SELECT cluster.worker_heartbeat(NULL);
 SELECT cluster.unregister_worker('');
+-- the leader dials only what cluster.worker_hosts allows
+SELECT cluster.register_worker('mail', 'ws://192.168.1.1:8080/');
+SELECT cluster.register_worker('mail', 'ws://evil.test/');
+SELECT cluster.register_worker('mail', 'ws://10.0.0.1@evil.test/');
+SELECT cluster.register_worker('mail', 'ws://[::ffff:10.0.0.1]/');
+SELECT cluster.register_worker('mail', 'ws://0x0a000001/');
+SELECT cluster.register_worker('mail', 'wss://a.b.example.com/') IS NOT NULL AS subdomain;
+SELECT cluster.register_worker('mail', 'wss://example.com.evil.test/');
+SELECT cluster.register_worker('mail', 'ws://[::1]:7000/') IS NOT NULL AS ipv6_loopback;
+SELECT address, address_allowed FROM cluster.workers ORDER BY address;
 
--- a worker role may register; PUBLIC may not
+-- a worker role may register once the handler's owner allowed it; PUBLIC may not
 CREATE ROLE worker_test_role IN ROLE cluster_worker;
 CREATE ROLE worker_test_nobody;
+SET ROLE worker_test_role;
+SELECT cluster.register_worker('mail', 'ws://10.0.0.9:8080/');
+SELECT cluster.grant_worker('mail', 'worker_test_role');
+RESET ROLE;
+SELECT cluster.grant_worker('mail', 'worker_test_role');
+SELECT object_type, object_name, grantee FROM cluster.grants;
 SET ROLE worker_test_role;
 SELECT cluster.register_worker('mail', 'ws://10.0.0.9:8080/') IS NOT NULL AS registered;
 SELECT count(*) FROM cluster.workers;
@@ -41,6 +57,9 @@ RESET ROLE;
 SET ROLE worker_test_nobody;
 SELECT cluster.register_worker('mail', 'ws://10.0.0.9:8080/');
 RESET ROLE;
+-- revoking unregisters its workers
+SELECT cluster.revoke_worker('mail', 'worker_test_role');
+SELECT count(*) FROM cluster.worker WHERE registered_by = 'worker_test_role'::regrole;
 DROP ROLE worker_test_role, worker_test_nobody;
 
 -- dropping the handler drops its workers

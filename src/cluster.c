@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "allowlist.h"
 #include "cluster.h"
 #include "launcher.h"
 #include "shmem.h"
@@ -24,6 +25,7 @@ int			cluster_max_engines = 16;
 int			cluster_poll_interval = 10000;
 int			cluster_worker_timeout = 30000;
 char	   *cluster_ca_file = NULL;
+char	   *cluster_worker_hosts = NULL;
 
 static void
 define_settings(void)
@@ -63,6 +65,13 @@ define_settings(void)
 							   "",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("cluster.worker_hosts",
+							   "Hosts and networks the leader may dial workers at.",
+							   "A comma-separated list of IP networks (CIDR), host names (\"*.example.com\" for a domain) or \"*\" for any.",
+							   &cluster_worker_hosts,
+							   "localhost, 127.0.0.0/8, ::1",
+							   PGC_SIGHUP, 0,
+							   allowlist_check_hook, NULL, NULL);
 	MarkGUCPrefixReserved("cluster");
 }
 

@@ -27,4 +27,7 @@ extern int	cluster_worker_timeout;
 /* cluster.ca_file: CA certificates that wss:// workers are verified against */
 extern char *cluster_ca_file;
 
+/* cluster.worker_hosts: where the leader may dial workers (allowlist.c) */
+extern char *cluster_worker_hosts;
+
 #endif							/* CLUSTER_H */

@@ -31,6 +31,7 @@
 #include "engine.h"
 #include "leader.h"
 #include "lease.h"
+#include "restricted.h"
 #include "shmem.h"
 #include "transport.h"
 
@@ -149,6 +150,11 @@ engine_lead(Engine *e)
 		engine_set_role(e, ENGINE_LEADER);
 	}
 	work_ms = leader_work(&e->leader);
+	if (!lease_lock_held(e->coordinator_id))
+	{
+		engine_step_down(e, "Its advisory lock was released by code that ran in the engine.");
+		return 0;
+	}
 	if (e->leader.fence_lost)
 	{
 		/* a commit saw another fence: verify the lease now */
@@ -233,6 +239,7 @@ cluster_engine_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(cluster_database, NULL, 0);
+	restricted_engine_init();
 	engine_attach(&engine, DatumGetInt32(arg));
 
 	for (;;)

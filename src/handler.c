@@ -8,6 +8,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/regproc.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -45,6 +48,30 @@ load_restore(HandlerRun *h, Datum txids, Datum ids, Datum attempts)
 		att[k] = DatumGetInt32(a[k]);
 	}
 	tracker_restore(h->tracker, n, pos, att);
+}
+
+void
+handler_check_rights(HandlerRun *h)
+{
+	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		values[2] = {Int32GetDatum(h->pump->id), ObjectIdGetDatum(h->owner)};
+	bool		isnull;
+
+	if (OidIsValid(h->function) &&
+		pg_proc_aclcheck(h->function, h->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role %s may not execute the function of %s",
+						GetUserNameFromId(h->owner, false), h->what),
+				 errdetail("The function is %s.", format_procedure(h->function))));
+	spi_exec_checked("SELECT cluster._may_read_pump($1, $2::pg_catalog.regrole)",
+					 2, types, values, NULL, SPI_OK_SELECT);
+	if (!DatumGetBool(spi_getdatum(0, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role %s may not read %s", GetUserNameFromId(h->owner, false),
+						h->pump->what),
+				 errhint("The pump's owner can allow it with cluster.grant_pump().")));
 }
 
 void

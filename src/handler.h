@@ -4,6 +4,11 @@
  *	  A handler as its leader runs it: settings, tracker, and the
  *	  transactional commit of its cursor and state.
  *
+ * handler_check_rights() raises an error unless the handler's owner may
+ * still read its pump and execute its function: it is called at the start
+ * of every round, so a lost right stops the handler (visibly, through the
+ * round's error) and never fails an event.
+ *
  * handler_load() rebuilds the tracker from the handler's row (cursor, done
  * events above it, attempts of failed events), so that a new leader
  * re-sends only what was really in flight.  handler_commit() writes what a
@@ -26,6 +31,7 @@ typedef struct HandlerRun
 {
 	int32		id;
 	char		name[NAMEDATALEN];
+	char	   *what;			/* "cluster handler \"name\"", for messages */
 	int32		epoch;
 	Pump	   *pump;
 	Oid			function;		/* InvalidOid: no SQL function */
@@ -70,6 +76,7 @@ typedef struct BatchOutcome
 	char	   *last_error;
 } BatchOutcome;
 
+extern void handler_check_rights(HandlerRun *h);
 extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 						   const char *lease_key, int64 fence);

@@ -21,6 +21,7 @@
 
 #include "cluster.h"
 #include "launcher.h"
+#include "restricted.h"
 #include "shmem.h"
 #include "xact.h"
 
@@ -264,6 +265,7 @@ cluster_launcher_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(cluster_database, NULL, 0);
+	restricted_engine_init();
 	pgstat_report_appname("cluster launcher");
 
 	control = MemoryContextAllocZero(TopMemoryContext,

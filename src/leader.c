@@ -80,6 +80,7 @@ handler_round(Leader *l, HandlerRun *h)
 	bool		remote;
 
 	worker_xact_begin("cluster: pumping");
+	handler_check_rights(h);
 	if (h->needs_load)
 		handler_load(h);
 	if (h->replay_pending)
@@ -249,15 +250,28 @@ leader_work(Leader *l)
 	return wait;
 }
 
+/* the columns of leader_load's query */
+#define Anum_h_id				1
+#define Anum_h_name				2
+#define Anum_h_function			3
+#define Anum_h_owner			4
+#define Anum_h_key_order		5
+#define Anum_h_batch_size		6
+#define Anum_h_max_attempts		7
+#define Anum_h_max_in_flight	8
+#define Anum_h_paused			9
+#define Anum_h_replay			10
+#define Anum_h_pump_id			11
+#define Anum_h_function_missing 12
+#define Anum_h_ack_timeout_ms	13
+
 /*
  * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
  * across transactions is allocated explicitly in the leader's context.
  */
 static Pump *
-pump_for(Leader *l, HeapTuple tup, TupleDesc desc)
+pump_for(Leader *l, int32 id)
 {
-	bool		isnull;
-	int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
 	ListCell   *lc;
 	Pump	   *pump;
 	MemoryContext old;
@@ -268,19 +282,8 @@ pump_for(Leader *l, HeapTuple tup, TupleDesc desc)
 		if (pump->id == id)
 			return pump;
 	}
-	pump = MemoryContextAllocZero(l->cxt, sizeof(Pump));
-	pump->id = id;
-	strlcpy(pump->name, SPI_getvalue(tup, desc, 12), NAMEDATALEN);
-	pump->builtin = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
-	pump->has_created_at = pump->builtin || SPI_getvalue(tup, desc, 20) != NULL;
-	pump->retention = MemoryContextStrdup(l->cxt, SPI_getvalue(tup, desc, 21));
-	pump_prepare(pump, SPI_getvalue(tup, desc, 14),
-				 pump->builtin ? "id" : SPI_getvalue(tup, desc, 15),
-				 pump->builtin ? "txid" : SPI_getvalue(tup, desc, 16),
-				 pump->builtin ? "payload" : SPI_getvalue(tup, desc, 17),
-				 pump->builtin ? "key" : SPI_getvalue(tup, desc, 18),
-				 pump->builtin ? "headers" : SPI_getvalue(tup, desc, 19),
-				 pump->builtin ? "created_at" : SPI_getvalue(tup, desc, 20));
+	pump = pump_load(id, l->cxt);
+	pump_prepare(pump);
 	old = MemoryContextSwitchTo(l->cxt);
 	l->pumps = lappend(l->pumps, pump);
 	MemoryContextSwitchTo(old);
@@ -294,21 +297,22 @@ handler_from_row(Leader *l, HeapTuple tup, TupleDesc desc)
 	bool		isnull;
 	bool		missing;
 
-	h->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	strlcpy(h->name, SPI_getvalue(tup, desc, 2), NAMEDATALEN);
-	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	h->id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_id, &isnull));
+	strlcpy(h->name, SPI_getvalue(tup, desc, Anum_h_name), NAMEDATALEN);
+	h->what = MemoryContextStrdup(l->cxt, psprintf("cluster handler \"%s\"", h->name));
+	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_function, &isnull));
 	if (isnull)
 		h->function = InvalidOid;
-	missing = DatumGetBool(SPI_getbinval(tup, desc, 22, &isnull));
-	h->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-	h->key_order = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	h->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-	h->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-	h->paused = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
-	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-	h->ack_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 23, &isnull));
-	h->pump = pump_for(l, tup, desc);
+	missing = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_function_missing, &isnull));
+	h->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_owner, &isnull));
+	h->key_order = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_key_order, &isnull));
+	h->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_batch_size, &isnull));
+	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_attempts, &isnull));
+	h->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_in_flight, &isnull));
+	h->paused = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_paused, &isnull));
+	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_replay, &isnull));
+	h->ack_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_ack_timeout_ms, &isnull));
+	h->pump = pump_for(l, DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_pump_id, &isnull)));
 	h->tracker = tracker_create(l->cxt, h->max_in_flight, h->key_order);
 	h->needs_load = true;
 	if (missing)
@@ -353,15 +357,10 @@ leader_load(Leader *l)
 	spi_exec_checked("SELECT h.id, h.name, h.function::pg_catalog.oid, h.owner::pg_catalog.oid, "
 					 "       h.ordering = 'key', h.batch_size, h.max_attempts, h.max_in_flight, h.paused, "
 					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
-					 "       p.id, p.name, p.source IS NULL, "
-					 "       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END, "
-					 "       p.id_column, p.txid_column, p.payload_column, p.key_column, "
-					 "       p.headers_column, p.created_at_column, p.retention::pg_catalog.text, "
+					 "       h.pump_id, "
 					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
 					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int "
 					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
-					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid = p.source "
-					 "  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	rows = SPI_tuptable;
@@ -410,6 +409,8 @@ leader_load_workers(Leader *l)
 					 "  JOIN cluster.pump p ON p.id = h.pump_id "
 					 " WHERE p.coordinator_id = $1 AND NOT h.paused "
 					 "   AND w.last_heartbeat > pg_catalog.now() - $2 * interval '1 ms' "
+					 "   AND cluster._may_manage_workers(w.handler_id, w.registered_by) "
+					 "   AND cluster._worker_address_allowed(w.address) "
 					 " ORDER BY w.id",
 					 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)

@@ -12,6 +12,8 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -20,6 +22,7 @@
 
 /* first key of the coordinators' advisory locks: 'clus' */
 #define LEASE_LOCK_CLASS 0x636c7573
+#define LEASE_LOCK_KIND 3
 
 /*
  * The engine commits asynchronously; a lease change must be durable before
@@ -33,28 +36,46 @@ lease_xact_begin(const char *activity)
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
+/*
+ * The coordinator's advisory lock: (database, 'clus', coordinator id) with
+ * a fourth field of 3, which no SQL function produces (the built-in ones
+ * use 1 and 2).  So code of a user running inside the engine can't take
+ * another coordinator's lock; it can only release everything with
+ * pg_advisory_unlock_all(), which lease_lock_held() notices.
+ */
+static void
+lease_locktag(LOCKTAG *tag, int32 coordinator_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, LEASE_LOCK_CLASS,
+						 (uint32) coordinator_id, LEASE_LOCK_KIND);
+}
+
 static bool
 try_advisory_lock(int32 coordinator_id)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(LEASE_LOCK_CLASS),
-	Int32GetDatum(coordinator_id)};
-	bool		isnull;
+	LOCKTAG		tag;
 
-	spi_exec_checked("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-					 2, types, values, NULL, SPI_OK_SELECT);
-	return DatumGetBool(spi_getdatum(0, 1, &isnull));
+	lease_locktag(&tag, coordinator_id);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 static void
 advisory_unlock(int32 coordinator_id)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(LEASE_LOCK_CLASS),
-	Int32GetDatum(coordinator_id)};
+	LOCKTAG		tag;
 
-	spi_exec_checked("SELECT pg_catalog.pg_advisory_unlock($1, $2)",
-					 2, types, values, NULL, SPI_OK_SELECT);
+	lease_locktag(&tag, coordinator_id);
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		LockRelease(&tag, ExclusiveLock, true);
+}
+
+bool
+lease_lock_held(int32 coordinator_id)
+{
+	LOCKTAG		tag;
+
+	lease_locktag(&tag, coordinator_id);
+	return LockHeldByMe(&tag, ExclusiveLock);
 }
 
 LeaseTake

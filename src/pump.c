@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * pump.c
- *	  The event reader.
+ *	  A pump's source: read, count, position and delete events.
  *
- * The statements are built once per pump from its column mapping and kept
- * as prepared plans.  Events travel in the wire form of the protocol, built
- * by jsonb_build_object from the stored values: the payload is the stored
+ * The statements are built from the pump's column mapping, with every
+ * name quoted and every operator qualified, and the reader's are kept as
+ * prepared plans.  Events travel in the wire form of the protocol, built by
+ * jsonb_build_object from the stored values: the payload is the stored
  * jsonb, never re-encoded by hand.
  *
  *-------------------------------------------------------------------------
@@ -13,17 +14,141 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/xid8.h"
 
 #include "pump.h"
+#include "restricted.h"
 #include "xact.h"
 
+/* the columns of the pump's row, as pump_load reads them */
+#define Anum_pump_name			1
+#define Anum_pump_owner			2
+#define Anum_pump_source		3
+#define Anum_pump_from			4
+#define Anum_pump_id_column		5
+#define Anum_pump_txid_column	6
+#define Anum_pump_payload_column 7
+#define Anum_pump_key_column	8
+#define Anum_pump_headers_column 9
+#define Anum_pump_created_at_column 10
+#define Anum_pump_retention		11
+#define Anum_pump_plain_table	12
+
 /* $1 xid8, $2 int8: the position after which to read; $3: limit; $4: pump name */
-static Oid	read_types[4] = {XID8OID, INT8OID, INT8OID, TEXTOID};
+#define POSITION_ARGS 4
+static Oid	position_types[POSITION_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID};
+
+#define ROW_GT "OPERATOR(pg_catalog.>)"
+#define BELOW_XMIN "OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
+
+static char *
+column_or_null(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col,
+			   const char *cast)
+{
+	char	   *name = SPI_getvalue(tup, desc, col);
+
+	if (name == NULL)
+		return "NULL";
+	return MemoryContextStrdup(cxt, psprintf("t.%s%s", quote_identifier(name), cast));
+}
+
+static char *
+quoted_column(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col)
+{
+	char	   *name = SPI_getvalue(tup, desc, col);
+
+	return name ? MemoryContextStrdup(cxt, quote_identifier(name)) : NULL;
+}
+
+/*
+ * The pump's row, as a Pump in "cxt", without plans (pump_prepare makes
+ * them).  The source's name is looked up afresh from its OID.
+ */
+Pump *
+pump_load(int32 pump_id, MemoryContext cxt)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(pump_id)};
+	Pump	   *pump;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *from;
+
+	spi_exec_checked("SELECT p.name, p.owner::pg_catalog.oid, p.source::pg_catalog.oid, "
+					 "       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END, "
+					 "       p.id_column, p.txid_column, p.payload_column, p.key_column, "
+					 "       p.headers_column, p.created_at_column, p.retention::pg_catalog.text, "
+					 "       c.relkind OPERATOR(pg_catalog.=) 'r' "
+					 "  FROM cluster.pump p "
+					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.source "
+					 "  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+					 " WHERE p.id OPERATOR(pg_catalog.=) $1",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("cluster pump with id %d does not exist", pump_id)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	pump = MemoryContextAllocZero(cxt, sizeof(Pump));
+	pump->id = pump_id;
+	strlcpy(pump->name, SPI_getvalue(tup, desc, Anum_pump_name), NAMEDATALEN);
+	pump->what = MemoryContextStrdup(cxt, psprintf("cluster pump \"%s\"", pump->name));
+	pump->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_pump_owner, &isnull));
+	pump->source = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_pump_source, &isnull));
+	if (isnull)
+		pump->source = InvalidOid;
+	pump->retention = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, Anum_pump_retention));
+
+	if (!OidIsValid(pump->source))
+	{
+		pump->from = "cluster.events";
+		pump->txid = "txid";
+		pump->id_col = "id";
+		pump->created_at = "created_at";
+		pump->deletable = true;
+		pump->select_list = "t.key, t.payload, t.headers, t.created_at";
+		return pump;
+	}
+	from = SPI_getvalue(tup, desc, Anum_pump_from);
+	if (from == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("source of %s does not exist", pump->what),
+				 errdetail("It was the relation with OID %u.", pump->source)));
+	pump->from = MemoryContextStrdup(cxt, from);
+	pump->txid = quoted_column(cxt, tup, desc, Anum_pump_txid_column);
+	pump->id_col = quoted_column(cxt, tup, desc, Anum_pump_id_column);
+	pump->created_at = quoted_column(cxt, tup, desc, Anum_pump_created_at_column);
+	pump->deletable = DatumGetBool(SPI_getbinval(tup, desc, Anum_pump_plain_table, &isnull));
+	pump->select_list = MemoryContextStrdup(cxt, psprintf("%s, t.%s, %s, %s",
+														  column_or_null(cxt, tup, desc, Anum_pump_key_column, "::pg_catalog.text"),
+														  quote_identifier(SPI_getvalue(tup, desc, Anum_pump_payload_column)),
+														  column_or_null(cxt, tup, desc, Anum_pump_headers_column, ""),
+														  column_or_null(cxt, tup, desc, Anum_pump_created_at_column, "")));
+	return pump;
+}
+
+/* "[t.stream = $4 AND ](t.txid, t.id) > ($1, $2)" */
+static char *
+after_position(Pump *pump)
+{
+	return psprintf("%s(t.%s, t.%s) " ROW_GT " ($1, $2)",
+					OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
+					pump->txid, pump->id_col);
+}
 
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *types)
@@ -38,61 +163,47 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-static const char *
-col_or_null(const char *col, const char *cast)
-{
-	return col ? psprintf("t.%s%s", quote_identifier(col), cast) : "NULL";
-}
-
-/* Must be called inside a transaction with SPI connected. */
+/*
+ * The reader's plans, prepared with the engine's search_path (so a replan
+ * resolves the same way) and executed as the owner.
+ */
 void
-pump_prepare(Pump *pump, const char *source, const char *id_col,
-			 const char *txid_col, const char *payload_col,
-			 const char *key_col, const char *headers_col,
-			 const char *created_at_col)
+pump_prepare(Pump *pump)
 {
-	const char *txid = quote_identifier(txid_col);
-	const char *id = quote_identifier(id_col);
-	const char *stream = pump->builtin ? "t.stream = $4 AND " : "";
-	const char *from = pump->builtin ? "cluster.events" : source;
-	const char *range = psprintf("%s(t.%s, t.%s) > ($1, $2)", stream, txid, id);
+	char	   *range = after_position(pump);
 	StringInfoData sql;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT t.%s, t.%s::pg_catalog.int8, %s, "
+					 "SELECT t.%s, t.%s::pg_catalog.int8, k, "
 					 "pg_catalog.jsonb_build_object('id', t.%s::pg_catalog.text, 'stream', $4, "
-					 "'key', %s, 'payload', t.%s, 'headers', %s, 'createdAt', %s, 'attempt', 1) "
-					 "FROM %s t WHERE %s AND t.%s < "
-					 "pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) "
-					 "ORDER BY t.%s, t.%s LIMIT $3",
-					 txid, id, col_or_null(key_col, "::pg_catalog.text"),
-					 id, col_or_null(key_col, "::pg_catalog.text"),
-					 quote_identifier(payload_col),
-					 col_or_null(headers_col, ""), col_or_null(created_at_col, ""),
-					 from, range, txid, txid, id);
-	pump->read_plan = prepare_kept(sql.data, 4, read_types);
+					 "'key', k, 'payload', p, 'headers', h, 'createdAt', c, 'attempt', 1) "
+					 "FROM %s t, LATERAL (SELECT %s) AS s(k, p, h, c) "
+					 "WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
+					 pump->txid, pump->id_col, pump->id_col, pump->select_list,
+					 pump->from, range, pump->txid, pump->txid, pump->id_col);
+	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND t.%s >= "
-					 "pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))",
-					 from, range, txid);
-	pump->blocked_plan = prepare_kept(sql.data, 4, read_types);
+					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND NOT t.%s " BELOW_XMIN ")",
+					 pump->from, range, pump->txid);
+	pump->blocked_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 
 	pump->delete_plan = NULL;
-	if (pump->has_created_at)
+	if (pump->created_at && pump->deletable)
 	{
-		Oid			delete_types[5] = {XID8OID, INT8OID, INT8OID, TEXTOID, INTERVALOID};
+		Oid			delete_types[POSITION_ARGS + 1] = {XID8OID, INT8OID, INT8OID, TEXTOID, INTERVALOID};
 
 		resetStringInfo(&sql);
 		appendStringInfo(&sql,
-						 "DELETE FROM %s d WHERE d.ctid = ANY (ARRAY("
-						 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) <= ($1, $2) "
-						 "AND t.%s < pg_catalog.now() - $5 LIMIT $3))",
-						 from, from, stream, txid, id,
-						 quote_identifier(created_at_col));
-		pump->delete_plan = prepare_kept(sql.data, 5, delete_types);
+						 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+						 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
+						 "AND t.%s OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) $5 LIMIT $3))",
+						 pump->from, pump->from,
+						 OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
+						 pump->txid, pump->id_col, pump->created_at);
+		pump->delete_plan = prepare_kept(sql.data, POSITION_ARGS + 1, delete_types);
 	}
 	pfree(sql.data);
 }
@@ -118,18 +229,32 @@ position_args(Pump *pump, EventPos pos, int64 limit, Datum *values)
 	values[3] = CStringGetTextDatum(pump->name);
 }
 
+/* Run a plan (or, without one, "sql") on the source, as the pump's owner. */
+static int
+execute_as_owner(Pump *pump, SPIPlanPtr plan, const char *sql, int nargs,
+				 Oid *types, Datum *values, bool read_only, long limit)
+{
+	Restricted	r;
+	int			rc;
+
+	restricted_enter(&r, pump->owner, pump->what);
+	if (plan)
+		rc = SPI_execute_plan(plan, values, NULL, read_only, limit);
+	else
+		rc = SPI_execute_with_args(sql, nargs, types, values, NULL, read_only, limit);
+	restricted_exit(&r);
+	return rc;
+}
+
 /* Read up to "limit" events after the tracker's read position into it. */
 int
 pump_read(Pump *pump, Tracker *tracker, int limit)
 {
-	Datum		values[4];
-	int			rc;
+	Datum		values[POSITION_ARGS];
 
 	position_args(pump, tracker->read_pos, limit, values);
-	rc = SPI_execute_plan(pump->read_plan, values, NULL, true, limit);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading pump \"%s\" failed: %s", pump->name,
-			 SPI_result_code_string(rc));
+	if (execute_as_owner(pump, pump->read_plan, NULL, 0, NULL, values, true, limit) != SPI_OK_SELECT)
+		elog(ERROR, "reading %s failed", pump->what);
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -154,27 +279,113 @@ pump_read(Pump *pump, Tracker *tracker, int limit)
 bool
 pump_blocked(Pump *pump, EventPos after)
 {
-	Datum		values[4];
+	Datum		values[POSITION_ARGS];
 	bool		isnull;
 
 	position_args(pump, after, 1, values);
-	if (SPI_execute_plan(pump->blocked_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "checking pump \"%s\" failed", pump->name);
+	if (execute_as_owner(pump, pump->blocked_plan, NULL, 0, NULL, values, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "checking %s failed", pump->what);
 	return DatumGetBool(spi_getdatum(0, 1, &isnull));
 }
 
-/* Delete up to "limit" events at or before "upto" older than the retention. */
+/*
+ * Delete up to "limit" events at or before "upto" older than the
+ * retention.  A user table's events are deleted as its owner, who must
+ * have the DELETE privilege: without it the events stay (one WARNING per
+ * load of the pump).
+ */
 uint64
 pump_delete_passed(Pump *pump, EventPos upto, int limit)
 {
-	Datum		values[5];
+	Datum		values[POSITION_ARGS + 1];
+	int			rc;
 
 	if (pump->delete_plan == NULL)
 		return 0;
+	if (OidIsValid(pump->source) &&
+		pg_class_aclcheck(pump->source, pump->owner, ACL_DELETE) != ACLCHECK_OK)
+	{
+		if (!pump->delete_denied)
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("retention of %s keeps its events: role %s may not delete from %s",
+							pump->what, GetUserNameFromId(pump->owner, false), pump->from),
+					 errhint("GRANT DELETE on the table to the pump's owner, or delete old events yourself.")));
+		pump->delete_denied = true;
+		return 0;
+	}
+	pump->delete_denied = false;
 	position_args(pump, upto, limit, values);
-	values[4] = DirectFunctionCall3(interval_in, CStringGetDatum(pump->retention),
-									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	if (SPI_execute_plan(pump->delete_plan, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "retention of pump \"%s\" failed", pump->name);
+	values[POSITION_ARGS] = DirectFunctionCall3(interval_in, CStringGetDatum(pump->retention),
+												ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	if (OidIsValid(pump->source))
+		rc = execute_as_owner(pump, pump->delete_plan, NULL, 0, NULL, values, false, 0);
+	else
+		rc = SPI_execute_plan(pump->delete_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "retention of %s failed", pump->what);
 	return SPI_processed;
+}
+
+/*
+ * How many events there are after "after", and how old the oldest is
+ * (0 without a created_at column), counted as the pump's owner.
+ */
+void
+pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds)
+{
+	Datum		values[POSITION_ARGS];
+	char	   *sql;
+	bool		isnull;
+	Datum		age;
+
+	position_args(pump, after, 0, values);
+	sql = psprintf("SELECT pg_catalog.count(*), %s FROM %s t WHERE %s",
+				   pump->created_at ?
+				   psprintf("pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() "
+							"OPERATOR(pg_catalog.-) pg_catalog.min(t.%s))",
+							pump->created_at) : "0::pg_catalog.float8",
+				   pump->from, after_position(pump));
+	if (execute_as_owner(pump, NULL, sql, POSITION_ARGS, position_types, values, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "counting %s failed", pump->what);
+	*events = DatumGetInt64(spi_getdatum(0, 1, &isnull));
+	age = spi_getdatum(0, 2, &isnull);
+	*seconds = isnull ? 0 : DatumGetFloat8(age);
+}
+
+/*
+ * The position just before the first event, in pump order, created at or
+ * after "at": the cursor of a handler that is to see those events.
+ */
+EventPos
+pump_position_before(Pump *pump, TimestampTz at)
+{
+	Oid			types[POSITION_ARGS + 1];
+	Datum		values[POSITION_ARGS + 1];
+	EventPos	pos = {0, 0};
+	char	   *sql;
+
+	if (pump->created_at == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s has no created_at column", pump->what),
+				 errhint("Reset to 'start' or 'end', or re-create the pump with created_at_column.")));
+	memcpy(types, position_types, sizeof(position_types));
+	types[POSITION_ARGS] = TIMESTAMPTZOID;
+	position_args(pump, pos, 1, values);
+	values[POSITION_ARGS] = TimestampTzGetDatum(at);
+	sql = psprintf("SELECT t.%s, t.%s::pg_catalog.int8 FROM %s t WHERE %s "
+				   "AND t.%s OPERATOR(pg_catalog.<) $5 ORDER BY t.%s DESC, t.%s DESC LIMIT $3",
+				   pump->txid, pump->id_col, pump->from, after_position(pump),
+				   pump->created_at, pump->txid, pump->id_col);
+	if (execute_as_owner(pump, NULL, sql, POSITION_ARGS + 1, types, values, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "positioning in %s failed", pump->what);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 1, &isnull)));
+		pos.id = DatumGetInt64(spi_getdatum(0, 2, &isnull));
+	}
+	return pos;
 }

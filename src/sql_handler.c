@@ -8,13 +8,12 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "restricted.h"
 #include "sql_handler.h"
 #include "xact.h"
 
@@ -79,25 +78,24 @@ apply_patch(HandlerRun *h, Datum patch)
 					 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
-/* Call the function as the handler's owner; returns the patch or NULL. */
+/*
+ * Call the function as the handler's owner, in a security-restricted
+ * operation (see restricted.h); returns the patch or NULL.  The owner's
+ * right to execute it was checked at the start of the round.
+ */
 static Jsonb *
 call_as_owner(HandlerRun *h, Datum batch)
 {
 	LOCAL_FCINFO(fcinfo, 1);
-	Oid			save_userid;
-	int			save_sec_context;
+	Restricted	r;
 	Datum		result;
 
-	/* the owner may have lost the right to run it since */
-	if (pg_proc_aclcheck(h->function, h->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(h->function));
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(h->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	restricted_enter(&r, h->owner, h->what);
 	InitFunctionCallInfoData(*fcinfo, &h->flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = batch;
 	fcinfo->args[0].isnull = false;
 	result = FunctionCallInvoke(fcinfo);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	restricted_exit(&r);
 
 	if (fcinfo->isnull || get_func_rettype(h->function) != JSONBOID)
 		return NULL;

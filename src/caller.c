@@ -1,0 +1,270 @@
+/*-------------------------------------------------------------------------
+ *
+ * caller.c
+ *	  SQL functions that act for their caller with the extension's rights.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/xid8.h"
+
+#include "caller.h"
+#include "pump.h"
+#include "restricted.h"
+#include "xact.h"
+
+PG_FUNCTION_INFO_V1(cluster_for_caller);
+PG_FUNCTION_INFO_V1(cluster_lag);
+PG_FUNCTION_INFO_V1(cluster_position_before);
+
+/* Who called, and how to become them again. */
+typedef struct Caller
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} Caller;
+
+/*
+ * Become the owner of the running function (the extension's owner), as a
+ * SECURITY DEFINER function would, with the engines' search_path; SPI is
+ * connected.  The caller's identity is returned.
+ */
+static Oid
+become_owner(FunctionCallInfo fcinfo, Caller *caller)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&caller->userid, &caller->sec_context);
+	SetUserIdAndSecContext(owner, caller->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	caller->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", ENGINE_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return caller->userid;
+}
+
+static void
+become_caller(Caller *caller)
+{
+	SPI_finish();
+	AtEOXact_GUC(false, caller->nestlevel);
+	SetUserIdAndSecContext(caller->userid, caller->sec_context);
+}
+
+/* "cluster._name($1, ..., $n, $n+1)" for the function being called */
+static char *
+internal_call(Oid fn, int nargs)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s.%s(",
+					 quote_identifier(get_namespace_name(get_func_namespace(fn))),
+					 quote_identifier(psprintf("_%s", get_func_name(fn))));
+	for (int i = 1; i <= nargs + 1; i++)
+		appendStringInfo(&sql, "%s$%d", i > 1 ? ", " : "", i);
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+Datum
+cluster_for_caller(PG_FUNCTION_ARGS)
+{
+	Oid			fn = fcinfo->flinfo->fn_oid;
+	Oid			rettype;
+	Oid		   *argtypes;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	char	   *nulls;
+	Caller		caller;
+	Datum		result = (Datum) 0;
+	bool		isnull = true;
+
+	rettype = get_func_signature(fn, &argtypes, &nargs);
+	types = palloc(sizeof(Oid) * (nargs + 1));
+	values = palloc(sizeof(Datum) * (nargs + 1));
+	nulls = palloc(nargs + 1);
+	for (int i = 0; i < nargs; i++)
+	{
+		types[i] = argtypes[i];
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	types[nargs] = REGROLEOID;
+	values[nargs] = ObjectIdGetDatum(become_owner(fcinfo, &caller));
+	nulls[nargs] = ' ';
+
+	spi_exec_checked(internal_call(fn, nargs), nargs + 1, types, values, nulls,
+					 SPI_OK_SELECT);
+	if (rettype != VOIDOID)
+	{
+		int16		typlen;
+		bool		typbyval;
+
+		get_typlenbyval(rettype, &typlen, &typbyval);
+		result = spi_getdatum(0, 1, &isnull);
+		if (!isnull)
+			result = SPI_datumTransfer(result, typbyval, typlen);
+	}
+	become_caller(&caller);
+	if (isnull)
+		PG_RETURN_NULL();
+	return result;
+}
+
+/* the columns of a handler's row, as handler_position reads them */
+#define Anum_hp_pump_id		1
+#define Anum_hp_owner		2
+#define Anum_hp_txid		3
+#define Anum_hp_id			4
+
+/* A handler's pump, owner and cursor; false when there is no such handler. */
+static bool
+handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(handler_id)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
+					 "(h.state #>> '{cursor,0}')::pg_catalog.xid8, "
+					 "(h.state #>> '{cursor,1}')::pg_catalog.int8 "
+					 "FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_hp_owner, &isnull));
+	cursor->txid = U64FromFullTransactionId(DatumGetFullTransactionId(SPI_getbinval(tup, desc, Anum_hp_txid, &isnull)));
+	cursor->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_id, &isnull));
+	*pump = pump_load(DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_pump_id, &isnull)),
+					  CurrentMemoryContext);
+	return true;
+}
+
+/*
+ * May "caller" know how many events a handler has ahead of it?  Its
+ * owner, the pump's owner and whoever may read the source may.
+ */
+static bool
+may_see_source(Oid caller, Pump *pump, Oid handler_owner)
+{
+	Oid			source = pump->source;
+
+	if (has_privs_of_role(caller, pump->owner) || has_privs_of_role(caller, handler_owner))
+		return true;
+	if (!OidIsValid(source))
+		source = get_relname_relid("events", get_namespace_oid("cluster", false));
+	return pg_class_aclcheck(source, caller, ACL_SELECT) == ACLCHECK_OK;
+}
+
+typedef struct LagCall
+{
+	Pump	   *pump;
+	EventPos	cursor;
+	int64		events;
+	double		seconds;
+} LagCall;
+
+static void
+lag_call(void *arg)
+{
+	LagCall    *call = arg;
+
+	pump_lag(call->pump, call->cursor, &call->events, &call->seconds);
+}
+
+#define LAG_COLS 2
+
+/*
+ * cluster._lag(handler_id int, OUT events bigint, OUT seconds float8):
+ * NULLs for a caller who may not know, or when the count fails (the
+ * source gone or unreadable): the view over it never fails.
+ */
+Datum
+cluster_lag(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[LAG_COLS] = {0};
+	bool		nulls[LAG_COLS] = {true, true};
+	Caller		caller;
+	Oid			caller_id;
+	LagCall		call;
+	Oid			handler_owner;
+	char	   *error;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	caller_id = become_owner(fcinfo, &caller);
+	if (handler_position(PG_GETARG_INT32(0), &call.pump, &handler_owner, &call.cursor) &&
+		may_see_source(caller_id, call.pump, handler_owner) &&
+		subxact_run(lag_call, &call, &error))
+	{
+		int			i = 0;
+
+		nulls[i] = false;
+		values[i++] = Int64GetDatum(call.events);
+		nulls[i] = false;
+		values[i++] = Float8GetDatum(call.seconds);
+		Assert(i == LAG_COLS);
+	}
+	become_caller(&caller);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * cluster._position_before(handler_id int, at timestamptz) returns jsonb:
+ * the cursor ["txid", "id"] before the first event created at or after
+ * "at", for the handler's owner (reset_handler).
+ */
+Datum
+cluster_position_before(PG_FUNCTION_ARGS)
+{
+	Caller		caller;
+	Oid			caller_id;
+	Pump	   *pump;
+	Oid			handler_owner;
+	EventPos	pos;
+	char	   *json;
+
+	caller_id = become_owner(fcinfo, &caller);
+	if (!handler_position(PG_GETARG_INT32(0), &pump, &handler_owner, &pos))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("cluster handler with id %d does not exist", PG_GETARG_INT32(0))));
+	if (!has_privs_of_role(caller_id, handler_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for cluster handler with id %d", PG_GETARG_INT32(0))));
+	pos = pump_position_before(pump, PG_GETARG_TIMESTAMPTZ(1));
+	json = psprintf("[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]", pos.txid, pos.id);
+	become_caller(&caller);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}

@@ -150,9 +150,9 @@ engine_lead(Engine *e)
 		engine_set_role(e, ENGINE_LEADER);
 	}
 	work_ms = leader_work(&e->leader);
-	if (!lease_lock_held(e->coordinator_id))
+	if (!lease_relock(e->coordinator_id))
 	{
-		engine_step_down(e, "Its advisory lock was released by code that ran in the engine.");
+		engine_step_down(e, "Its advisory lock was released by code that ran in the engine, and another engine took it.");
 		return 0;
 	}
 	if (e->leader.fence_lost)

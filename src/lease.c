@@ -41,7 +41,7 @@ lease_xact_begin(const char *activity)
  * a fourth field of 3, which no SQL function produces (the built-in ones
  * use 1 and 2).  So code of a user running inside the engine can't take
  * another coordinator's lock; it can only release everything with
- * pg_advisory_unlock_all(), which lease_lock_held() notices.
+ * pg_advisory_unlock_all(), which lease_relock() repairs.
  */
 static void
 lease_locktag(LOCKTAG *tag, int32 coordinator_id)
@@ -69,13 +69,27 @@ advisory_unlock(int32 coordinator_id)
 		LockRelease(&tag, ExclusiveLock, true);
 }
 
+/*
+ * Does the leader still hold its advisory lock?  User code running in the
+ * engine can release it (pg_advisory_unlock_all releases every advisory
+ * lock of the session); then take it again at once.  A standby that got it
+ * in between takes the lease with the next fence, and this engine's next
+ * commit or renewal finds the fence gone: false only if it can't be had.
+ */
 bool
-lease_lock_held(int32 coordinator_id)
+lease_relock(int32 coordinator_id)
 {
 	LOCKTAG		tag;
 
 	lease_locktag(&tag, coordinator_id);
-	return LockHeldByMe(&tag, ExclusiveLock);
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		return true;
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	ereport(WARNING,
+			(errmsg("cluster engine took its coordinator's advisory lock again"),
+			 errdetail("Code that ran in the engine released it, probably with pg_advisory_unlock_all().")));
+	return true;
 }
 
 LeaseTake

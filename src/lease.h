@@ -29,6 +29,6 @@ extern bool lease_renew(int32 coordinator_id, const char *holder,
 extern void lease_release(int32 coordinator_id, const char *holder,
 						  int64 fence);
 extern int	lease_watch(int32 coordinator_id);
-extern bool lease_lock_held(int32 coordinator_id);
+extern bool lease_relock(int32 coordinator_id);
 
 #endif							/* CLUSTER_LEASE_H */

@@ -180,13 +180,13 @@ pump_prepare(Pump *pump)
 					 "'key', k, 'payload', p, 'headers', h, 'createdAt', c, 'attempt', 1) "
 					 "FROM %s t, LATERAL (SELECT %s) AS s(k, p, h, c) "
 					 "WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
-					 pump->txid, pump->id_col, pump->id_col, pump->select_list,
-					 pump->from, range, pump->txid, pump->txid, pump->id_col);
+					 pump->txid, pump->id_col, pump->id_col, pump->from,
+					 pump->select_list, range, pump->txid, pump->txid, pump->id_col);
 	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND NOT t.%s " BELOW_XMIN ")",
+					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND NOT (t.%s " BELOW_XMIN "))",
 					 pump->from, range, pump->txid);
 	pump->blocked_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 
@@ -199,7 +199,7 @@ pump_prepare(Pump *pump)
 		appendStringInfo(&sql,
 						 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 						 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
-						 "AND t.%s OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) $5 LIMIT $3))",
+						 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) LIMIT $3))",
 						 pump->from, pump->from,
 						 OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
 						 pump->txid, pump->id_col, pump->created_at);

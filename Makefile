@@ -78,23 +78,33 @@ test-tap:
 	PG_REGRESS='$(PGXS_DIR)/test/regress/pg_regress' \
 	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
 
-# The decoder of worker messages, fuzzed with libFuzzer (and ASan, UBSan):
-# built with PostgreSQL's frontend JSON parser, run on a copy of the seed
-# corpus.  The parser leaks on error paths by design (the server frees it
-# with the memory context), so leak detection is off.
+# The parsers of untrusted input, fuzzed with libFuzzer (and ASan, UBSan):
+# the decoder of worker messages, built with PostgreSQL's frontend JSON
+# parser, and the parser of the worker addresses that registering roles
+# send.  Each runs on a copy of its seed corpus.  The JSON parser leaks on
+# error paths by design (the server frees it with the memory context), so
+# leak detection is off.
 FUZZ_SECONDS ?= 15
+FUZZ_CC = clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
+	-DFRONTEND -Isrc -I$(includedir_server) -I$(includedir_internal)
+FUZZ_LIBS = $(pkglibdir)/libpgcommon.a $(pkglibdir)/libpgport.a
 $(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h
 	mkdir -p $(OUT)
-	clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
-		-DFRONTEND -Isrc -I$(includedir_server) -I$(includedir_internal) \
-		test/fuzz/fuzz_protocol.c src/protocol.c \
-		$(pkglibdir)/libpgcommon.a $(pkglibdir)/libpgport.a -o $@
+	$(FUZZ_CC) test/fuzz/fuzz_protocol.c src/protocol.c $(FUZZ_LIBS) -o $@
+$(OUT)/fuzz_address: test/fuzz/fuzz_address.c src/allowlist.c src/allowlist.h
+	mkdir -p $(OUT)
+	$(FUZZ_CC) test/fuzz/fuzz_address.c src/allowlist.c $(FUZZ_LIBS) -o $@
 
-test-fuzz: $(OUT)/fuzz_protocol
-	rm -rf $(OUT)/fuzz-corpus && cp -r test/fuzz/corpus $(OUT)/fuzz-corpus
-	ASAN_OPTIONS=detect_leaks=0 $(OUT)/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) \
-		-print_final_stats=1 $(OUT)/fuzz-corpus >$(OUT)/fuzz.log 2>&1; \
-		rc=$$?; tail -4 $(OUT)/fuzz.log; exit $$rc
+test-fuzz: $(OUT)/fuzz_protocol $(OUT)/fuzz_address
+	set -e; for t in protocol:corpus address:corpus-address; do \
+		name=$${t%%:*}; corpus=$${t#*:}; \
+		rm -rf $(OUT)/fuzz-$$corpus && cp -r test/fuzz/$$corpus $(OUT)/fuzz-$$corpus; \
+		echo "fuzz_$$name:"; \
+		ASAN_OPTIONS=detect_leaks=0 $(OUT)/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 $(OUT)/fuzz-$$corpus >$(OUT)/fuzz_$$name.log 2>&1 || \
+			{ tail -30 $(OUT)/fuzz_$$name.log; exit 1; }; \
+		tail -4 $(OUT)/fuzz_$$name.log; \
+	done
 
 demo: setup
 	$(MAKE) all

@@ -8,20 +8,81 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
 #include "postgres.h"
+#endif
 
 #include <arpa/inet.h>
 
+#include "allowlist.h"
+
+#define MAX_HOST ALLOWLIST_MAX_HOST
+
+/*
+ * The host of a ws:// or wss:// URL, lower case, without brackets; the
+ * parser of what a registering role sends (fuzzed by test/fuzz, which
+ * builds only this part, with FRONTEND).
+ */
+bool
+allowlist_url_host(const char *url, char *host, const char **why)
+{
+	const char *start = strstr(url, "://");
+	const char *end;
+	size_t		len;
+
+	if (start == NULL || (strncmp(url, "ws://", 5) != 0 && strncmp(url, "wss://", 6) != 0))
+	{
+		*why = "it is not a ws:// or wss:// URL";
+		return false;
+	}
+	start += 3;
+	end = start + strcspn(start, "/?#");
+	if (memchr(start, '@', end - start))
+	{
+		*why = "it has user information before the host";
+		return false;
+	}
+	if (*start == '[')
+	{
+		const char *close = memchr(start, ']', end - start);
+
+		if (close == NULL)
+		{
+			*why = "its IPv6 address has no closing bracket";
+			return false;
+		}
+		start++;
+		end = close;
+	}
+	else
+	{
+		const char *colon = memchr(start, ':', end - start);
+
+		if (colon)
+			end = colon;
+	}
+	len = end - start;
+	if (len == 0 || len >= MAX_HOST)
+	{
+		*why = "its host is empty or too long";
+		return false;
+	}
+	for (size_t i = 0; i < len; i++)
+		host[i] = pg_tolower((unsigned char) start[i]);
+	host[len] = '\0';
+	return true;
+}
+
+#ifndef FRONTEND
+
 #include "fmgr.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/varlena.h"
 
-#include "allowlist.h"
 #include "cluster.h"
-
-#define MAX_HOST 256
 
 typedef struct Network
 {
@@ -79,57 +140,6 @@ allowlist_check_hook(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* The host of a ws:// or wss:// URL, lower case, without brackets. */
-static bool
-url_host(const char *url, char *host, const char **why)
-{
-	const char *start = strstr(url, "://");
-	const char *end;
-	size_t		len;
-
-	if (start == NULL || (strncmp(url, "ws://", 5) != 0 && strncmp(url, "wss://", 6) != 0))
-	{
-		*why = "it is not a ws:// or wss:// URL";
-		return false;
-	}
-	start += 3;
-	end = start + strcspn(start, "/?#");
-	if (memchr(start, '@', end - start))
-	{
-		*why = "it has user information before the host";
-		return false;
-	}
-	if (*start == '[')
-	{
-		const char *close = memchr(start, ']', end - start);
-
-		if (close == NULL)
-		{
-			*why = "its IPv6 address has no closing bracket";
-			return false;
-		}
-		start++;
-		end = close;
-	}
-	else
-	{
-		const char *colon = memchr(start, ':', end - start);
-
-		if (colon)
-			end = colon;
-	}
-	len = end - start;
-	if (len == 0 || len >= MAX_HOST)
-	{
-		*why = "its host is empty or too long";
-		return false;
-	}
-	for (size_t i = 0; i < len; i++)
-		host[i] = pg_tolower((unsigned char) start[i]);
-	host[len] = '\0';
-	return true;
-}
-
 static bool
 in_network(const char *host, Network *net)
 {
@@ -175,7 +185,7 @@ allowlist_allows(const char *url, const char **why)
 	ListCell   *lc;
 	bool		ip;
 
-	if (!url_host(url, host, why))
+	if (!allowlist_url_host(url, host, why))
 		return false;
 	ip = is_ip_literal(host);
 	copy = pstrdup(cluster_worker_hosts);
@@ -228,3 +238,5 @@ cluster_check_worker_address(PG_FUNCTION_ARGS)
 				 errhint("A superuser can allow it in cluster.worker_hosts.")));
 	PG_RETURN_VOID();
 }
+
+#endif							/* !FRONTEND */

@@ -18,9 +18,15 @@
 #ifndef CLUSTER_ALLOWLIST_H
 #define CLUSTER_ALLOWLIST_H
 
+#define ALLOWLIST_MAX_HOST 256
+
+extern bool allowlist_url_host(const char *url, char *host, const char **why);
+
+#ifndef FRONTEND
 #include "utils/guc.h"
 
 extern bool allowlist_check_hook(char **newval, void **extra, GucSource source);
 extern bool allowlist_allows(const char *url, const char **why);
+#endif
 
 #endif							/* CLUSTER_ALLOWLIST_H */

@@ -222,6 +222,54 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM bob_sink WHERE payload ? \
 	'bob received none of alice\'s events');
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 
+# --- rights lost while in use ----------------------------------------------
+# a granted handler gets alice's events until she revokes the grant; then it
+# stops with last_error, and no event is failed or dead-lettered for it
+as_ok('alice', "SELECT cluster.grant_pump('alice_pump', 'bob')");
+as_ok('bob', "SELECT cluster.create_handler('bob_granted', 'alice_pump', 'bob_consume(jsonb)')");
+ok(defined poll_until($node, "SELECT count(*) FROM bob_sink WHERE payload ? 'secret'", '5'),
+	'with alice\'s grant, bob\'s handler gets her events');
+as_ok('alice', "SELECT cluster.revoke_pump('alice_pump', 'bob'); INSERT INTO alice_outbox (payload) VALUES ('{\"late\": 1}')");
+ok(defined poll_until($node,
+		"SELECT last_error FROM cluster.handlers WHERE name = 'bob_granted'",
+		'role bob may not read cluster pump "alice_pump"'),
+	'revoked: bob\'s handler stops with last_error');
+ok(defined poll_until($node, 'SELECT count(*) FROM alice_sink', '7'), 'alice\'s own handler goes on');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM bob_sink WHERE payload ? 'late'") . '/'
+	  . $node->safe_psql('postgres', "SELECT dead_letters FROM cluster.handlers WHERE name = 'bob_granted'"),
+	'0/0', 'bob got nothing after the revoke, and nothing was dead-lettered');
+
+# a function whose EXECUTE is revoked
+as_ok('alice', q{
+	CREATE FUNCTION alice_lent(batch jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+	REVOKE EXECUTE ON FUNCTION alice_lent(jsonb) FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION alice_lent(jsonb) TO bob;
+});
+as_ok('bob', "SELECT cluster.create_handler('bob_lent', 'bob_pump', 'alice_lent(jsonb)')");
+as_ok('alice', "REVOKE EXECUTE ON FUNCTION alice_lent(jsonb) FROM bob");
+as_ok('bob', "SELECT cluster.publish('bob_pump', '{}')");
+ok(defined poll_until($node,
+		"SELECT last_error ~ '^role bob may not execute the function of cluster handler \"bob_lent\"' FROM cluster.handlers WHERE name = 'bob_lent'", 't'),
+	'a revoked EXECUTE stops the handler with last_error');
+is($node->safe_psql('postgres', "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'bob_lent'"),
+	'0/0', 'and fails no event');
+
+# an owner who lost SELECT on the source
+as_ok('alice', "GRANT SELECT ON alice_outbox TO bob");
+as_ok('bob', q{
+	INSERT INTO cluster.pump (name, coordinator_id, source, retention)
+	SELECT 'bob_reader', id, 'alice_outbox', '1 day' FROM cluster.coordinator WHERE name = 'default';
+	SELECT cluster.create_handler('bob_reader_h', 'bob_reader', 'bob_consume(jsonb)');
+});
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'bob_reader_h'", '0'),
+	'bob\'s pump reads a table alice let him read');
+as_ok('alice', "REVOKE SELECT ON alice_outbox FROM bob; INSERT INTO alice_outbox (payload) VALUES ('{}')");
+ok(defined poll_until($node,
+		"SELECT last_error FROM cluster.handlers WHERE name = 'bob_reader_h'", 'permission denied for table alice_outbox'),
+	'a revoked SELECT stops the pump\'s handler with last_error');
+is(join(' ', leader($node)), "$pid $fence", 'through all of it, the same engine leads with the same fence');
+
 # --- retention as the owner ------------------------------------------------
 # bob may read alice's outbox but not delete from it: its retention keeps the rows
 # (a pump row written directly, as create_pump would need TRIGGER on the table)
@@ -244,7 +292,7 @@ ok(defined poll_until($node,
 		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND pid <> $pid", '1'),
 	'a standby leads although mallory holds a lock on the old key');
 $node->wait_for_log(qr/retention of cluster pump "bob_retention" keeps its events: role bob may not delete from public.alice_outbox/, $offset);
-is($node->safe_psql('postgres', 'SELECT count(*) FROM alice_outbox'), '6',
+is($node->safe_psql('postgres', 'SELECT count(*) FROM alice_outbox'), '8',
 	'alice\'s rows are all there');
 $mallory->quit;
 is(superusers(), $privileged, 'still no role gained an attribute');

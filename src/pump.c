@@ -119,7 +119,10 @@ pump_load(int32 pump_id, MemoryContext cxt)
 		pump->id_col = "id";
 		pump->created_at = "created_at";
 		pump->deletable = true;
-		pump->select_list = "t.key, t.payload, t.headers, t.created_at";
+		pump->key = "t.key";
+		pump->payload = "t.payload";
+		pump->headers = "t.headers";
+		pump->created_at_value = "t.created_at";
 		return pump;
 	}
 	from = SPI_getvalue(tup, desc, Anum_pump_from);
@@ -133,11 +136,10 @@ pump_load(int32 pump_id, MemoryContext cxt)
 	pump->id_col = quoted_column(cxt, tup, desc, Anum_pump_id_column);
 	pump->created_at = quoted_column(cxt, tup, desc, Anum_pump_created_at_column);
 	pump->deletable = DatumGetBool(SPI_getbinval(tup, desc, Anum_pump_plain_table, &isnull));
-	pump->select_list = MemoryContextStrdup(cxt, psprintf("%s, t.%s, %s, %s",
-														  column_or_null(cxt, tup, desc, Anum_pump_key_column, "::pg_catalog.text"),
-														  quote_identifier(SPI_getvalue(tup, desc, Anum_pump_payload_column)),
-														  column_or_null(cxt, tup, desc, Anum_pump_headers_column, ""),
-														  column_or_null(cxt, tup, desc, Anum_pump_created_at_column, "")));
+	pump->key = column_or_null(cxt, tup, desc, Anum_pump_key_column, "::pg_catalog.text");
+	pump->payload = column_or_null(cxt, tup, desc, Anum_pump_payload_column, "");
+	pump->headers = column_or_null(cxt, tup, desc, Anum_pump_headers_column, "");
+	pump->created_at_value = column_or_null(cxt, tup, desc, Anum_pump_created_at_column, "");
 	return pump;
 }
 
@@ -163,25 +165,48 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
+/* Retention's DELETE, or NULL when events stay (no created_at, a view). */
+static SPIPlanPtr
+prepare_delete(Pump *pump, StringInfo sql)
+{
+	Oid			delete_types[POSITION_ARGS + 1] = {XID8OID, INT8OID, INT8OID, TEXTOID, INTERVALOID};
+
+	if (pump->created_at == NULL || !pump->deletable)
+		return NULL;
+	resetStringInfo(sql);
+	appendStringInfo(sql,
+					 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+					 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
+					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) LIMIT $3))",
+					 pump->from, pump->from,
+					 OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
+					 pump->txid, pump->id_col, pump->created_at);
+	return prepare_kept(sql->data, POSITION_ARGS + 1, delete_types);
+}
+
 /*
- * The reader's plans, prepared with the engine's search_path (so a replan
- * resolves the same way) and executed as the owner.
+ * The reader's plans.  A plan is prepared in the context it runs in (as
+ * the owner, or as the engine for cluster.events' retention): a cached
+ * plan whose search_path differs from the current one is planned again at
+ * every execution.
  */
 void
 pump_prepare(Pump *pump)
 {
 	char	   *range = after_position(pump);
 	StringInfoData sql;
+	Restricted	r;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT t.%s, t.%s::pg_catalog.int8, k, "
+					 "SELECT t.%s, t.%s::pg_catalog.int8, %s, "
 					 "pg_catalog.jsonb_build_object('id', t.%s::pg_catalog.text, 'stream', $4, "
-					 "'key', k, 'payload', p, 'headers', h, 'createdAt', c, 'attempt', 1) "
-					 "FROM %s t, LATERAL (SELECT %s) AS s(k, p, h, c) "
-					 "WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
-					 pump->txid, pump->id_col, pump->id_col, pump->from,
-					 pump->select_list, range, pump->txid, pump->txid, pump->id_col);
+					 "'key', %s, 'payload', %s, 'headers', %s, 'createdAt', %s, 'attempt', 1) "
+					 "FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
+					 pump->txid, pump->id_col, pump->key, pump->id_col, pump->key,
+					 pump->payload, pump->headers, pump->created_at_value,
+					 pump->from, range, pump->txid, pump->txid, pump->id_col);
+	restricted_enter(&r, pump->owner, pump->what);
 	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 
 	resetStringInfo(&sql);
@@ -189,22 +214,11 @@ pump_prepare(Pump *pump)
 					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND NOT (t.%s " BELOW_XMIN "))",
 					 pump->from, range, pump->txid);
 	pump->blocked_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
-
-	pump->delete_plan = NULL;
-	if (pump->created_at && pump->deletable)
-	{
-		Oid			delete_types[POSITION_ARGS + 1] = {XID8OID, INT8OID, INT8OID, TEXTOID, INTERVALOID};
-
-		resetStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-						 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
-						 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) LIMIT $3))",
-						 pump->from, pump->from,
-						 OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
-						 pump->txid, pump->id_col, pump->created_at);
-		pump->delete_plan = prepare_kept(sql.data, POSITION_ARGS + 1, delete_types);
-	}
+	if (OidIsValid(pump->source))
+		pump->delete_plan = prepare_delete(pump, &sql);
+	restricted_exit(&r);
+	if (!OidIsValid(pump->source))
+		pump->delete_plan = prepare_delete(pump, &sql);
 	pfree(sql.data);
 }
 

@@ -40,7 +40,11 @@ typedef struct Pump
 	char	   *txid;
 	char	   *id_col;
 	char	   *created_at;		/* NULL: no created_at column */
-	char	   *select_list;
+	/* the event's fields as expressions over "t" ("NULL" where unmapped) */
+	char	   *key;
+	char	   *payload;
+	char	   *headers;
+	char	   *created_at_value;
 	bool		deletable;		/* a plain table, or cluster.events */
 	SPIPlanPtr	read_plan;
 	SPIPlanPtr	blocked_plan;

@@ -109,17 +109,44 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 	return 0;
 }
 
+/* lws's own, private, value for a close frame (0x8) in lws_write() */
+#define LWS_WRITE_CLOSE_FRAME ((enum lws_write_protocol) 4)
+
+/*
+ * Send a close frame with the connection's status and reason; the caller
+ * then returns -1 and lws drops the connection.  We write the frame
+ * ourselves: lws 4.1.6 drops the one lws_close_reason() prepares when a
+ * client callback returns -1, and the worker would see 1006 instead.
+ */
+static int
+write_close(struct lws *wsi, WorkerConn *c)
+{
+	unsigned char frame[LWS_PRE + 2 + sizeof(c->close_reason)];
+	size_t		len = strlen(c->close_reason);
+
+	frame[LWS_PRE] = (c->close_status >> 8) & 0xff;
+	frame[LWS_PRE + 1] = c->close_status & 0xff;
+	memcpy(frame + LWS_PRE + 2, c->close_reason, len);
+	(void) lws_write(wsi, frame + LWS_PRE, 2 + len, LWS_WRITE_CLOSE_FRAME);
+	return -1;
+}
+
+/*
+ * What a connection whose WorkerConn is gone (unregistered, its handler
+ * paused or dropped) is closed with.
+ */
+static WorkerConn closing = {
+	.close_status = LWS_CLOSE_STATUS_GOINGAWAY,
+	.close_reason = "the worker is no longer registered, or its handler is paused",
+};
+
 static int
 conn_writeable(struct lws *wsi, WorkerConn *c)
 {
 	WireMessage *m = c->out_head;
 
 	if (c->close_status)
-	{
-		lws_close_reason(wsi, c->close_status, (unsigned char *) c->close_reason,
-						 strlen(c->close_reason));
-		return -1;
-	}
+		return write_close(wsi, c);
 	if (m == NULL)
 		return 0;
 	if (lws_write(wsi, (unsigned char *) m->data, m->len, LWS_WRITE_TEXT) < (int) m->len)
@@ -141,6 +168,8 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	if (c == NULL)
 		return 0;
+	if (c == &closing)
+		return reason == LWS_CALLBACK_CLIENT_WRITEABLE ? write_close(wsi, c) : 0;
 	switch (reason)
 	{
 		case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
@@ -325,7 +354,14 @@ transport_prune(void)
 			conns[kept++] = c;
 			continue;
 		}
-		if (c->wsi)
+		if (c->wsi && c->connected)
+		{
+			/* a close frame at the next chance; killed if none comes */
+			lws_set_opaque_user_data(c->wsi, &closing);
+			lws_callback_on_writable(c->wsi);
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+		}
+		else if (c->wsi)
 		{
 			lws_set_opaque_user_data(c->wsi, NULL);
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);

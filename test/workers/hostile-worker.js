@@ -1,0 +1,51 @@
+// A worker that misbehaves on purpose, for the tests of untrusted input.
+// It answers each delivery the way MODE says and appends every close it
+// sees to CLOSEFILE as "<code> <reason>\n", so that a test can assert the
+// close frame the leader sent (1006 means there was none).
+//
+// usage: node hostile-worker.js PORT CLOSEFILE MODE
+// MODE: deep (an ack nested 100,000 levels), deep-patch (a patch value nested
+// 100,000 levels), huge-error (a fail carrying a 10 MB error), foreign-ids
+// (an ack of event ids that are not in the delivery), guess (acks of
+// deliveryIds never sent), binary (the ack in a binary frame), bad-json,
+// many-ops (a patch of 100,000 operations), deep-path (a patch path 3,000
+// keys deep), ok (acks every delivery).
+'use strict';
+const fs = require('fs');
+const { WebSocketServer } = require('ws');
+
+const [port, closeFile, mode] = process.argv.slice(2);
+const wss = new WebSocketServer({ port: Number(port), host: '127.0.0.1' });
+wss.on('listening', () => console.log(`listening on ${port}`));
+wss.on('connection', (ws) => {
+  ws.on('close', (code, reason) => fs.appendFileSync(closeFile, `${code} ${reason}\n`));
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString());
+    if (msg.type === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
+    if (msg.type !== 'events') return;
+    const ack = { type: 'ack', deliveryId: msg.deliveryId };
+    switch (mode) {
+      case 'deep':
+        return ws.send(`{"type": "ack", "deliveryId": "${msg.deliveryId}", "x": ${'['.repeat(100000)}${']'.repeat(100000)}}`);
+      case 'deep-patch':
+        return ws.send(`{"type": "ack", "deliveryId": "${msg.deliveryId}", "patch": [{"op": "set", "path": ["a"], "value": ${'['.repeat(100000)}${']'.repeat(100000)}}]}`);
+      case 'huge-error':
+        return ws.send(JSON.stringify({ type: 'fail', deliveryId: msg.deliveryId, error: 'e'.repeat(10 * 1024 * 1024) }));
+      case 'foreign-ids':
+        return ws.send(JSON.stringify({ ...ack, eventIds: ['999999999'] }));
+      case 'guess':
+        return ws.send(JSON.stringify({ type: 'ack', deliveryId: String(Number(msg.deliveryId.split('-').pop()) + 1000) }));
+      case 'binary':
+        return ws.send(Buffer.from(JSON.stringify(ack)), { binary: true });
+      case 'bad-json':
+        return ws.send('{"type": "ack", "deliveryId": ');
+      case 'many-ops':
+        return ws.send(JSON.stringify({ ...ack, patch: Array.from({ length: 100000 }, (_, i) => ({ op: 'set', path: [`k${i}`], value: i })) }));
+      case 'deep-path':
+        return ws.send(JSON.stringify({ ...ack, patch: [{ op: 'set', path: Array.from({ length: 3000 }, (_, i) => `p${i}`), value: 1 }] }));
+      default:
+        return ws.send(JSON.stringify(ack));
+    }
+  });
+});
+process.on('SIGTERM', () => process.exit(0));

@@ -253,12 +253,49 @@ untrusted(HandlerRun *h, WorkerConn *c, int status, const char *why)
 	transport_close(c, status, why);
 }
 
+/* Does the answer name an event the delivery doesn't have?  Which one? */
+static bool
+names_foreign_event(Delivery *d, WorkerMessage *msg, int64 *foreign)
+{
+	for (int i = 0; i < msg->n_event_ids; i++)
+	{
+		bool		found = false;
+
+		for (int k = 0; k < d->n && !found; k++)
+			found = (d->events[k].id == msg->event_ids[i]);
+		if (!found)
+		{
+			*foreign = msg->event_ids[i];
+			return true;
+		}
+	}
+	return false;
+}
+
 static void
 answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	   WorkerMessage *msg, BatchOutcome *out)
 {
 	Jsonb	   *patch = NULL;
 	char	   *error = msg->error ? pstrdup(msg->error) : "the worker failed the delivery";
+	int64		foreign;
+
+	/*
+	 * Naming events the delivery doesn't have is a violation, not an
+	 * answer about nothing: the delivery's events would otherwise go out
+	 * again at once, without an attempt counted, for as long as it likes.
+	 */
+	if (msg->n_event_ids > d->n || names_foreign_event(d, msg, &foreign))
+	{
+		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				  msg->n_event_ids > d->n
+				  ? psprintf("an answer names %d events of delivery \"%s\", which has %d",
+							 msg->n_event_ids, msg->delivery_id, d->n)
+				  : psprintf("an answer names event " INT64_FORMAT ", which is not in delivery \"%s\"",
+							 foreign, msg->delivery_id));
+		delivery_end(h, d);
+		return;
+	}
 
 	if (msg->type == WORKER_ACK && msg->patch)
 	{

@@ -39,6 +39,9 @@ typedef struct DecodeState
 	Field		field;			/* top-level field whose value is being read */
 	bool		top_is_object;
 	char	   *patch_start;
+	int			patch_ops;
+	bool		in_path;		/* in the "path" of a patch operation */
+	int			path_keys;
 	int			ids_allocated;
 	char	   *why;			/* first problem found */
 } DecodeState;
@@ -87,6 +90,23 @@ object_field_start(void *state, char *fname, bool isnull)
 	/* fname is freed in object_field_end: the parser passes it to both */
 	if (st->lex->lex_level == 1)
 		st->field = field_of(fname);
+	else if (st->lex->lex_level == 3 && st->field == FIELD_PATCH)
+		st->in_path = strcmp(fname, "path") == 0;
+}
+
+/* Count a patch's operations and the keys of each path. */
+static void
+array_element_start(void *state, bool isnull)
+{
+	DecodeState *st = state;
+
+	if (st->field != FIELD_PATCH)
+		return;
+	if (st->lex->lex_level == 2 && ++st->patch_ops > PROTOCOL_MAX_PATCH_OPS)
+		fail(st, psprintf("the patch has more than %d operations", PROTOCOL_MAX_PATCH_OPS));
+	else if (st->lex->lex_level == 4 && st->in_path &&
+			 ++st->path_keys > PROTOCOL_MAX_PATH_DEPTH)
+		fail(st, psprintf("a patch path has more than %d keys", PROTOCOL_MAX_PATH_DEPTH));
 }
 
 static void
@@ -104,6 +124,8 @@ array_start(void *state)
 {
 	DecodeState *st = state;
 
+	if (st->lex->lex_level == 3 && st->field == FIELD_PATCH && st->in_path)
+		st->path_keys = 0;
 	if (st->lex->lex_level != 1)
 		return;
 	if (st->field == FIELD_PATCH)
@@ -167,6 +189,55 @@ string_field(DecodeState *st, char *token, JsonTokenType type, const char *what)
 	return pstrdup(token);
 }
 
+/* An error text of at most PROTOCOL_MAX_ERROR bytes, cut between characters. */
+static char *
+truncated(const char *text)
+{
+	size_t		len = strlen(text);
+
+	if (len <= PROTOCOL_MAX_ERROR)
+		return pstrdup(text);
+	len = PROTOCOL_MAX_ERROR;
+	while (len > 0 && ((unsigned char) text[len] & 0xC0) == 0x80)
+		len--;					/* not inside a UTF-8 sequence */
+	return psprintf("%.*s... (cut at %d bytes)", (int) len, text, PROTOCOL_MAX_ERROR);
+}
+
+/*
+ * Is the message nested deeper than PROTOCOL_MAX_DEPTH?  Checked before
+ * parsing, because the parser recurses once per level.  Brackets inside
+ * strings don't count.
+ */
+static bool
+too_deep(const char *data, int len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		ch = data[i];
+
+		if (in_string)
+		{
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+		}
+		else if (ch == '"')
+			in_string = true;
+		else if (ch == '[' || ch == '{')
+		{
+			if (++depth > PROTOCOL_MAX_DEPTH)
+				return true;
+		}
+		else if (ch == ']' || ch == '}')
+			depth--;
+	}
+	return false;
+}
+
 static void
 scalar(void *state, char *token, JsonTokenType type)
 {
@@ -195,8 +266,8 @@ scalar(void *state, char *token, JsonTokenType type)
 				fail(st, "patch must be an array of operations");
 			break;
 		case FIELD_ERROR:
-			if (type != JSON_TOKEN_NULL)
-				msg->error = pstrdup(token);
+			if (type != JSON_TOKEN_NULL && st->lex->lex_level == 1)
+				msg->error = truncated(token);
 			break;
 		case FIELD_FENCE:
 			msg->has_fence = true;
@@ -251,6 +322,12 @@ protocol_decode(const char *data, int len, WorkerMessage *msg, char **why)
 		*why = pstrdup("the message contains a zero byte");
 		return false;
 	}
+	if (too_deep(copy, len))
+	{
+		pfree(copy);
+		*why = psprintf("the message is nested more than %d levels deep", PROTOCOL_MAX_DEPTH);
+		return false;
+	}
 	st.lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
 	st.msg = msg;
 	sem.semstate = &st;
@@ -259,6 +336,7 @@ protocol_decode(const char *data, int len, WorkerMessage *msg, char **why)
 	sem.object_field_end = object_field_end;
 	sem.array_start = array_start;
 	sem.array_end = array_end;
+	sem.array_element_start = array_element_start;
 	sem.scalar = scalar;
 
 	rc = pg_parse_json(st.lex, &sem);

@@ -64,6 +64,16 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 	 * callback, the way every close here goes (closing from inside the
 	 * receive path crashed lws 4.1.6 mid-message).
 	 */
+	if (lws_frame_is_binary(wsi) && c->close_status == 0)
+	{
+		/* the protocol is JSON text: refuse, and read no further */
+		c->close_status = LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE;
+		strlcpy(c->close_reason, "binary frames are not part of the protocol",
+				sizeof(c->close_reason));
+		strlcpy(c->last_error, "the worker sent a binary frame: connection closed",
+				sizeof(c->last_error));
+		lws_callback_on_writable(wsi);
+	}
 	if (c->close_status || c->rx_len + len > TRANSPORT_MAX_MESSAGE)
 	{
 		if (c->close_status == 0)

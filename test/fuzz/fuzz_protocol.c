@@ -23,6 +23,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (msg.patch && msg.patch[0] != '[')
 			abort();
+		/* an error text is cut, whatever was sent */
+		if (msg.error && strlen(msg.error) > PROTOCOL_MAX_ERROR + 32)
+			abort();
 		protocol_free(&msg);
 	}
 	else

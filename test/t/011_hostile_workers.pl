@@ -1,0 +1,114 @@
+# Hostile workers: each misbehaves in one way (deep nesting, a huge error,
+# acks of events or deliveries that don't exist, binary frames, bad JSON,
+# oversized patches), on node's ws and on Debian's python3-websockets.
+# Each check asserts what the worker itself saw: a close frame with the
+# expected code and reason (1006 would mean none came).  Meanwhile a good
+# worker of another handler gets every event, and the same engine leads
+# with the same fence throughout.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+use IPC::Run;
+use Time::HiRes qw(time usleep);
+
+my $node = cluster_node('hostile_workers');
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION cluster;
+	SELECT cluster.create_pump('orders');
+	SELECT cluster.create_handler('good', 'orders', batch_size => 10);
+});
+
+my @started;
+END { $_->kill_kill for grep { $_->pumpable } @started; }
+
+# Start a hostile worker; returns the file it records its closes in.
+sub hostile
+{
+	my ($impl, $mode) = @_;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $closes = "$PostgreSQL::Test::Utils::tmp_check/closes_${impl}_$mode";
+	my $out = "$closes.out";
+	my @cmd = $impl eq 'ws'
+	  ? ('node', 'test/workers/hostile-worker.js', $port, $closes, $mode)
+	  : ('/usr/bin/python3', 'test/workers/hostile_worker.py', $port, $closes, $mode);
+	push @started, IPC::Run::start(\@cmd, '>', $out, '2>&1');
+	my $start = time;
+	usleep(20_000) until (-s $out && slurp_file($out) =~ /listening/) || time - $start > 30;
+	my $handler = "h_${impl}_$mode" =~ s/-/_/gr;
+	$node->safe_psql('postgres', qq{
+		SELECT cluster.create_handler('$handler', 'orders', batch_size => 10,
+									  ack_timeout => '5 s', max_attempts => 2);
+		SELECT cluster.register_worker('$handler', 'ws://127.0.0.1:$port/');
+	});
+	return $closes;
+}
+
+my $good = start_worker_logged('good');
+sub start_worker_logged
+{
+	my ($h, $port, $log) = start_worker('good_worker');
+	$node->safe_psql('postgres', "SELECT cluster.register_worker('good', 'ws://127.0.0.1:$port/')");
+	return $log;
+}
+
+my %expect = (
+	'ws deep' => qr/^1007 the message is nested more than 64 levels deep$/m,
+	'ws deep-patch' => qr/^1007 the message is nested more than 64 levels deep$/m,
+	'ws foreign-ids' => qr/^1008 an answer names event 999999999, which is not in delivery/m,
+	'ws guess' => qr/^1008 answer to delivery ".*", which was never sent$/m,
+	'ws binary' => qr/^1003 binary frames are not part of the protocol$/m,
+	'ws bad-json' => qr/^1007 invalid JSON: /m,
+	'ws many-ops' => qr/^1007 the patch has more than 1000 operations$/m,
+	'ws deep-path' => qr/^1007 a patch path has more than 32 keys$/m,
+	'py bad-json' => qr/^1007 invalid JSON: /m,
+	'py binary' => qr/^1003 binary frames are not part of the protocol$/m,
+	'py deep' => qr/^1007 the message is nested more than 64 levels deep$/m,
+	'py foreign-ids' => qr/^1008 an answer names event 999999999, which is not in delivery/m,
+);
+my %closes;
+for my $case (sort keys %expect)
+{
+	my ($impl, $mode) = split / /, $case;
+	$closes{$case} = hostile($impl, $mode);
+}
+my $huge = hostile('ws', 'huge-error');
+my $workers = scalar(keys %expect) + 2;
+ok(defined poll_until($node, 'SELECT count(*) FILTER (WHERE connected) FROM cluster.workers', $workers),
+	"the leader connected to all $workers workers");
+my ($pid, $fence) = leader($node);
+
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('orders', jsonb_build_object('n', i), key => 'k' || i)) FROM generate_series(1, 50) i");
+
+for my $case (sort keys %expect)
+{
+	my $file = $closes{$case};
+	my $start = time;
+	usleep(50_000) until -s $file || time - $start > 60;
+	like(-e $file ? slurp_file($file) : '(no close)', $expect{$case},
+		"$case: the worker saw the close frame with its code and reason");
+}
+
+# a fail with a 10 MB error: stored cut to about 1 kB, dead-lettered after its attempts
+ok(defined poll_until($node,
+		"SELECT dead_letters = 50 FROM cluster.handlers WHERE name = 'h_ws_huge_error'", 't', 120),
+	'huge error: the events failed their attempts and were dead-lettered');
+is($node->safe_psql('postgres',
+		"SELECT max(octet_length(last_error)) <= 1100 FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'h_ws_huge_error'"),
+	't', 'huge error: each stored error is cut to about 1 kB');
+
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'good'", '0'),
+	'the good worker\'s handler passed every event');
+my $ids = logged_ids($good);
+is(scalar(keys %$ids), 50, 'the good worker acked all 50 events');
+is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM cluster.handlers WHERE name LIKE 'h_%' AND dead_letters > 0 AND name <> 'h_ws_huge_error'"),
+	'0', 'no violation cost an event an attempt');
+
+$node->stop;
+done_testing();

@@ -253,23 +253,33 @@ untrusted(HandlerRun *h, WorkerConn *c, int status, const char *why)
 	transport_close(c, status, why);
 }
 
-/* Does the answer name an event the delivery doesn't have?  Which one? */
+/* Does a list name an event the delivery doesn't have?  Which one? */
 static bool
-names_foreign_event(Delivery *d, WorkerMessage *msg, int64 *foreign)
+names_foreign_event(Delivery *d, int64 *ids, int n, int64 *foreign)
 {
-	for (int i = 0; i < msg->n_event_ids; i++)
+	for (int i = 0; i < n; i++)
 	{
 		bool		found = false;
 
 		for (int k = 0; k < d->n && !found; k++)
-			found = (d->events[k].id == msg->event_ids[i]);
+			found = (d->events[k].id == ids[i]);
 		if (!found)
 		{
-			*foreign = msg->event_ids[i];
+			*foreign = ids[i];
 			return true;
 		}
 	}
 	return false;
+}
+
+/* The error an ack's "failed" gives for an event; NULL: it didn't fail. */
+static char *
+failed_error(int64 id, WorkerMessage *msg)
+{
+	for (int i = 0; i < msg->n_failed; i++)
+		if (msg->failed_ids[i] == id)
+			return msg->failed_errors[i] ? msg->failed_errors[i] : "the worker failed the event";
+	return NULL;
 }
 
 static void
@@ -285,14 +295,20 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	 * answer about nothing: the delivery's events would otherwise go out
 	 * again at once, without an attempt counted, for as long as it likes.
 	 */
-	if (msg->n_event_ids > d->n || names_foreign_event(d, msg, &foreign))
+	if (msg->n_event_ids > d->n || msg->n_failed > d->n)
 	{
 		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-				  msg->n_event_ids > d->n
-				  ? psprintf("an answer names %d events of delivery \"%s\", which has %d",
-							 msg->n_event_ids, msg->delivery_id, d->n)
-				  : psprintf("an answer names event " INT64_FORMAT ", which is not in delivery \"%s\"",
-							 foreign, msg->delivery_id));
+				  psprintf("an answer names more events than delivery \"%s\" has (%d)",
+						   msg->delivery_id, d->n));
+		delivery_end(h, d);
+		return;
+	}
+	if (names_foreign_event(d, msg->event_ids, msg->n_event_ids, &foreign) ||
+		names_foreign_event(d, msg->failed_ids, msg->n_failed, &foreign))
+	{
+		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				  psprintf("an answer names event " INT64_FORMAT ", which is not in delivery \"%s\"",
+						   foreign, msg->delivery_id));
 		delivery_end(h, d);
 		return;
 	}
@@ -306,10 +322,16 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	for (int i = 0; i < d->n; i++)
 	{
 		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+		char	   *event_error;
 
-		if (ev == NULL || ev->done || !in_list(ev->pos.id, msg))
+		if (ev == NULL || ev->done)
 			continue;
-		if (msg->type == WORKER_ACK)
+		/* an ack's "failed" events fail; the rest it names are done */
+		if (msg->type == WORKER_ACK && (event_error = failed_error(ev->pos.id, msg)) != NULL)
+			handler_event_failed(h, ev, pstrdup(event_error), out);
+		else if (!in_list(ev->pos.id, msg))
+			continue;
+		else if (msg->type == WORKER_ACK)
 		{
 			tracker_done(h->tracker, ev);
 			out->processed++;

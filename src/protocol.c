@@ -29,7 +29,8 @@ typedef enum Field
 	FIELD_EVENT_IDS,
 	FIELD_PATCH,
 	FIELD_ERROR,
-	FIELD_FENCE
+	FIELD_FENCE,
+	FIELD_FAILED
 } Field;
 
 typedef struct DecodeState
@@ -43,6 +44,9 @@ typedef struct DecodeState
 	bool		in_path;		/* in the "path" of a patch operation */
 	int			path_keys;
 	int			ids_allocated;
+	int			failed_allocated;
+	Field		failed_field;	/* FIELD_OTHER, or eventId / error of an entry */
+	bool		failed_has_id;
 	char	   *why;			/* first problem found */
 } DecodeState;
 
@@ -68,6 +72,8 @@ field_of(const char *name)
 		return FIELD_ERROR;
 	if (strcmp(name, "fence") == 0)
 		return FIELD_FENCE;
+	if (strcmp(name, "failed") == 0)
+		return FIELD_FAILED;
 	return FIELD_OTHER;
 }
 
@@ -92,6 +98,41 @@ object_field_start(void *state, char *fname, bool isnull)
 		st->field = field_of(fname);
 	else if (st->lex->lex_level == 3 && st->field == FIELD_PATCH)
 		st->in_path = strcmp(fname, "path") == 0;
+	else if (st->lex->lex_level == 3 && st->field == FIELD_FAILED)
+		st->failed_field = strcmp(fname, "eventId") == 0 ? FIELD_EVENT_IDS :
+			strcmp(fname, "error") == 0 ? FIELD_ERROR : FIELD_OTHER;
+}
+
+/* A new entry of "failed": [{"eventId": ..., "error": ...}, ...] */
+static void
+failed_entry(DecodeState *st)
+{
+	WorkerMessage *msg = st->msg;
+
+	if (msg->n_failed == st->failed_allocated)
+	{
+		st->failed_allocated = Max(16, st->failed_allocated * 2);
+		msg->failed_ids = msg->failed_ids
+			? repalloc(msg->failed_ids, sizeof(int64) * st->failed_allocated)
+			: palloc(sizeof(int64) * st->failed_allocated);
+		msg->failed_errors = msg->failed_errors
+			? repalloc(msg->failed_errors, sizeof(char *) * st->failed_allocated)
+			: palloc(sizeof(char *) * st->failed_allocated);
+	}
+	msg->failed_ids[msg->n_failed] = 0;
+	msg->failed_errors[msg->n_failed] = NULL;
+	msg->n_failed++;
+	st->failed_has_id = false;
+	st->failed_field = FIELD_OTHER;
+}
+
+static void
+object_end(void *state)
+{
+	DecodeState *st = state;
+
+	if (st->lex->lex_level == 2 && st->field == FIELD_FAILED && !st->failed_has_id)
+		fail(st, "each entry of failed needs an eventId");
 }
 
 /* Count a patch's operations and the keys of each path. */
@@ -100,6 +141,8 @@ array_element_start(void *state, bool isnull)
 {
 	DecodeState *st = state;
 
+	if (st->field == FIELD_FAILED && st->lex->lex_level == 2)
+		failed_entry(st);
 	if (st->field != FIELD_PATCH)
 		return;
 	if (st->lex->lex_level == 2 && ++st->patch_ops > PROTOCOL_MAX_PATCH_OPS)
@@ -132,7 +175,7 @@ array_start(void *state)
 		st->patch_start = st->lex->token_start;
 	else if (st->field == FIELD_EVENT_IDS)
 		st->msg->has_event_ids = true;
-	else if (st->field != FIELD_OTHER)
+	else if (st->field != FIELD_OTHER && st->field != FIELD_FAILED)
 		fail(st, "a field of the message has an array where a scalar belongs");
 }
 
@@ -239,6 +282,28 @@ too_deep(const char *data, int len)
 }
 
 static void
+failed_scalar(DecodeState *st, char *token, JsonTokenType type)
+{
+	WorkerMessage *msg = st->msg;
+	int			i = msg->n_failed - 1;
+
+	if (st->lex->lex_level == 1 && type == JSON_TOKEN_NULL)
+		return;					/* null: none failed */
+	if (st->lex->lex_level != 3 || i < 0)
+		fail(st, "failed must be an array of {\"eventId\": ..., \"error\": ...}");
+	else if (st->failed_field == FIELD_EVENT_IDS)
+	{
+		st->failed_has_id = true;
+		if ((type != JSON_TOKEN_STRING && type != JSON_TOKEN_NUMBER) ||
+			!parse_int64(token, &msg->failed_ids[i]))
+			fail(st, "an eventId in failed is not a 64-bit integer");
+	}
+	else if (st->failed_field == FIELD_ERROR && type != JSON_TOKEN_NULL &&
+			 msg->failed_errors[i] == NULL)
+		msg->failed_errors[i] = truncated(token);
+}
+
+static void
 scalar(void *state, char *token, JsonTokenType type)
 {
 	DecodeState *st = state;
@@ -268,6 +333,9 @@ scalar(void *state, char *token, JsonTokenType type)
 		case FIELD_ERROR:
 			if (type != JSON_TOKEN_NULL && st->lex->lex_level == 1)
 				msg->error = truncated(token);
+			break;
+		case FIELD_FAILED:
+			failed_scalar(st, token, type);
 			break;
 		case FIELD_FENCE:
 			msg->has_fence = true;
@@ -304,6 +372,8 @@ classify(DecodeState *st)
 		fail(st, "an ack or fail needs a deliveryId");
 	if (msg->type != WORKER_ACK && msg->patch != NULL)
 		fail(st, "only an ack may carry a patch");
+	if (msg->type != WORKER_ACK && msg->n_failed > 0)
+		fail(st, "only an ack may carry failed events");
 }
 
 bool
@@ -334,6 +404,7 @@ protocol_decode(const char *data, int len, WorkerMessage *msg, char **why)
 	sem.object_start = object_start;
 	sem.object_field_start = object_field_start;
 	sem.object_field_end = object_field_end;
+	sem.object_end = object_end;
 	sem.array_start = array_start;
 	sem.array_end = array_end;
 	sem.array_element_start = array_element_start;
@@ -378,6 +449,14 @@ protocol_free(WorkerMessage *msg)
 		pfree(msg->event_ids);
 	if (msg->patch)
 		pfree(msg->patch);
+	for (int i = 0; i < msg->n_failed; i++)
+		if (msg->failed_errors[i])
+			pfree(msg->failed_errors[i]);
+	if (msg->failed_ids)
+	{
+		pfree(msg->failed_ids);
+		pfree(msg->failed_errors);
+	}
 	if (msg->error)
 		pfree(msg->error);
 	memset(msg, 0, sizeof(WorkerMessage));

@@ -48,6 +48,9 @@ typedef struct WorkerMessage
 	bool		has_event_ids;	/* absent: the whole delivery */
 	int			n_event_ids;
 	int64	   *event_ids;
+	int			n_failed;		/* ack: events that failed, with their errors */
+	int64	   *failed_ids;
+	char	  **failed_errors;	/* NULL where the worker gave none */
 	char	   *patch;			/* ack: raw JSON array, or NULL */
 	char	   *error;			/* fail: optional */
 	bool		has_fence;

@@ -26,6 +26,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* an error text is cut, whatever was sent */
 		if (msg.error && strlen(msg.error) > PROTOCOL_MAX_ERROR + 32)
 			abort();
+		/* failed events only in an ack, each with its (cut) error */
+		if (msg.n_failed > 0 && (msg.type != WORKER_ACK || !msg.failed_ids))
+			abort();
+		for (int i = 0; i < msg.n_failed; i++)
+			if (msg.failed_errors[i] && strlen(msg.failed_errors[i]) > PROTOCOL_MAX_ERROR + 32)
+				abort();
 		protocol_free(&msg);
 	}
 	else

@@ -105,9 +105,28 @@ ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name
 	'the good worker\'s handler passed every event');
 my $ids = logged_ids($good);
 is(scalar(keys %$ids), 50, 'the good worker acked all 50 events');
+# one answer settles every event: an ack whose "failed" names the odd events
+my $odd = hostile('ws', 'fail-odd');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('orders', jsonb_build_object('n', i), key => 'p' || i)) FROM generate_series(1, 20) i");
+ok(defined poll_until($node,
+		"SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'h_ws_fail_odd'", '35/35', 60),
+	'fail-odd: the even events were done, the odd ones dead-lettered after two attempts');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT (d.event -> 'payload' ->> 'n')::int % 2 || ':' || (d.last_error = 'odd ' || (d.event -> 'payload' ->> 'n')), ',') "
+		  . "FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'h_ws_fail_odd'"),
+	'1:true', 'fail-odd: each dead letter is an odd event with its own error');
+my %seen;
+for (split /\n/, slurp_file("$odd.log"))
+{
+	my ($id, $what) = split / /;
+	$seen{$id}{$what}++;
+}
+is(scalar(grep { ($_->{ok} // 0) > 1 } values %seen), 0, 'fail-odd: no innocent event was handed out twice');
+
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 is($node->safe_psql('postgres',
-		"SELECT count(*) FROM cluster.handlers WHERE name LIKE 'h_%' AND dead_letters > 0 AND name <> 'h_ws_huge_error'"),
+		"SELECT count(*) FROM cluster.handlers WHERE name LIKE 'h_%' AND dead_letters > 0 AND name NOT IN ('h_ws_huge_error', 'h_ws_fail_odd')"),
 	'0', 'no violation cost an event an attempt');
 
 $node->stop;

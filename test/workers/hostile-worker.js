@@ -9,7 +9,9 @@
 // (an ack of event ids that are not in the delivery), guess (acks of
 // deliveryIds never sent), binary (the ack in a binary frame), bad-json,
 // many-ops (a patch of 100,000 operations), deep-path (a patch path 3,000
-// keys deep), ok (acks every delivery).
+// keys deep), ok (acks every delivery), fail-odd (a well-behaved per-event
+// answer: acks each delivery with "failed" naming its odd-numbered events,
+// each with its own error, and logs "<id> ok|failed" to CLOSEFILE.log).
 'use strict';
 const fs = require('fs');
 const { WebSocketServer } = require('ws');
@@ -43,6 +45,12 @@ wss.on('connection', (ws) => {
         return ws.send(JSON.stringify({ ...ack, patch: Array.from({ length: 100000 }, (_, i) => ({ op: 'set', path: [`k${i}`], value: i })) }));
       case 'deep-path':
         return ws.send(JSON.stringify({ ...ack, patch: [{ op: 'set', path: Array.from({ length: 3000 }, (_, i) => `p${i}`), value: 1 }] }));
+      case 'fail-odd': {
+        const odd = msg.events.filter((e) => e.payload.n % 2 === 1);
+        fs.appendFileSync(`${closeFile}.log`, msg.events.map((e) =>
+          `${e.id} ${e.payload.n % 2 === 1 ? 'failed' : 'ok'}\n`).join(''));
+        return ws.send(JSON.stringify({ ...ack, failed: odd.map((e) => ({ eventId: e.id, error: `odd ${e.payload.n}` })) }));
+      }
       default:
         return ws.send(JSON.stringify(ack));
     }

@@ -88,7 +88,7 @@ FUZZ_SECONDS ?= 15
 FUZZ_CC = clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
 	-DFRONTEND -Isrc -I$(includedir_server) -I$(includedir_internal)
 FUZZ_LIBS = $(pkglibdir)/libpgcommon.a $(pkglibdir)/libpgport.a
-$(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h
+$(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h src/wire.h
 	mkdir -p $(OUT)
 	$(FUZZ_CC) test/fuzz/fuzz_protocol.c src/protocol.c $(FUZZ_LIBS) -o $@
 $(OUT)/fuzz_address: test/fuzz/fuzz_address.c src/allowlist.c src/allowlist.h

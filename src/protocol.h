@@ -16,20 +16,7 @@
 #ifndef CLUSTER_PROTOCOL_H
 #define CLUSTER_PROTOCOL_H
 
-#define PROTOCOL_VERSION 1
-#define PROTOCOL_MAX_DELIVERY_ID 64
-
-/*
- * Bounds on what a worker may send, checked before anything is built from
- * it: a message nested deeper than PROTOCOL_MAX_DEPTH is refused before it
- * is parsed (the parser recurses), a patch may have PROTOCOL_MAX_PATCH_OPS
- * operations with paths of PROTOCOL_MAX_PATH_DEPTH keys, and an error text
- * is cut to PROTOCOL_MAX_ERROR bytes (at a character boundary).
- */
-#define PROTOCOL_MAX_DEPTH 64
-#define PROTOCOL_MAX_PATCH_OPS 1000
-#define PROTOCOL_MAX_PATH_DEPTH 32
-#define PROTOCOL_MAX_ERROR 1024
+#include "wire.h"
 
 typedef enum WorkerMessageType
 {

@@ -74,7 +74,7 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 				sizeof(c->last_error));
 		lws_callback_on_writable(wsi);
 	}
-	if (c->close_status || c->rx_len + len > TRANSPORT_MAX_MESSAGE)
+	if (c->close_status || c->rx_len + len > PROTOCOL_MAX_MESSAGE)
 	{
 		if (c->close_status == 0)
 		{

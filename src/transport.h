@@ -19,7 +19,7 @@
 
 #include "datatype/timestamp.h"
 
-#define TRANSPORT_MAX_MESSAGE (16 * 1024 * 1024)
+#include "wire.h"
 
 typedef struct WireMessage
 {

@@ -640,6 +640,8 @@ CREATE TABLE cluster.handler (
 	max_attempts int NOT NULL CHECK (max_attempts BETWEEN 1 AND 1000),
 	ack_timeout interval NOT NULL CHECK (ack_timeout > interval '0'),
 	max_in_flight int NOT NULL CHECK (max_in_flight BETWEEN 1 AND 1000000),
+	/* a delivery's events, in bytes of stored jsonb; a larger event is dead-lettered */
+	max_batch_bytes int NOT NULL DEFAULT 1048576 CHECK (max_batch_bytes BETWEEN 1024 AND 8388608),
 	paused		boolean NOT NULL DEFAULT false,
 	/* raised by reset_handler: a cursor commit from an older epoch fails */
 	epoch		int NOT NULL DEFAULT 0,
@@ -719,7 +721,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'cluster_config_changed';
 CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cluster.pump
 	FOR EACH STATEMENT EXECUTE FUNCTION cluster._config_changed();
 CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OF name, pump_id, function, owner, ordering,
-	batch_size, max_attempts, ack_timeout, max_in_flight, paused, epoch OR DELETE OR TRUNCATE
+	batch_size, max_attempts, ack_timeout, max_in_flight, max_batch_bytes, paused, epoch OR DELETE OR TRUNCATE
 	ON cluster.handler
 	FOR EACH STATEMENT EXECUTE FUNCTION cluster._config_changed();
 CREATE TRIGGER config_changed AFTER UPDATE OF replay ON cluster.dead_letters
@@ -866,7 +868,7 @@ END
 $$;
 
 CREATE FUNCTION cluster._check_handler_settings(ordering text, batch_size int,
-	max_attempts int, ack_timeout interval, max_in_flight int)
+	max_attempts int, ack_timeout interval, max_in_flight int, max_batch_bytes int)
 RETURNS void LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -880,6 +882,8 @@ BEGIN
 	PERFORM cluster._check_range('max_attempts', max_attempts, 1, 1000);
 	PERFORM cluster._check_interval('ack_timeout', ack_timeout, interval '1 millisecond');
 	PERFORM cluster._check_range('max_in_flight', max_in_flight, 1, 1000000);
+	/* well under the 16 MiB a worker's frame may have (wire.h) */
+	PERFORM cluster._check_range('max_batch_bytes', max_batch_bytes, 1024, 8388608);
 	IF max_in_flight < batch_size THEN
 		RAISE EXCEPTION 'argument "%" must be at least batch_size (%)', 'max_in_flight', batch_size
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %s.', max_in_flight);
@@ -956,7 +960,8 @@ CREATE TRIGGER guard BEFORE INSERT OR UPDATE OF source, owner ON cluster.pump
 CREATE FUNCTION cluster.create_handler(name text, pump text,
 	function regprocedure DEFAULT NULL, ordering text DEFAULT 'key',
 	batch_size int DEFAULT 100, max_attempts int DEFAULT 5,
-	ack_timeout interval DEFAULT '30 s', max_in_flight int DEFAULT 1000)
+	ack_timeout interval DEFAULT '30 s', max_in_flight int DEFAULT 1000,
+	max_batch_bytes int DEFAULT 1048576)
 RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -972,16 +977,16 @@ BEGIN
 				  HINT = 'Create it with cluster.create_pump().';
 	END IF;
 	PERFORM cluster._check_handler_function($3);
-	PERFORM cluster._check_handler_settings($4, $5, $6, $7, $8);
+	PERFORM cluster._check_handler_settings($4, $5, $6, $7, $8, $9);
 	INSERT INTO cluster.handler (name, pump_id, function, ordering, batch_size,
-								 max_attempts, ack_timeout, max_in_flight)
-	VALUES ($1, pump_id, $3, $4, $5, $6, $7, $8);
+								 max_attempts, ack_timeout, max_in_flight, max_batch_bytes)
+	VALUES ($1, pump_id, $3, $4, $5, $6, $7, $8, $9);
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'handler "%" already exists', $1 USING ERRCODE = 'duplicate_object';
 END
 $$;
-COMMENT ON FUNCTION cluster.create_handler(text, text, regprocedure, text, int, int, interval, int) IS
+COMMENT ON FUNCTION cluster.create_handler(text, text, regprocedure, text, int, int, interval, int, int) IS
 'create a handler of a pump, starting at the pump''s first event; function(jsonb) runs the batches as the caller';
 
 /* The handler row for a change by the caller; errors name the handler. */
@@ -1010,7 +1015,8 @@ $$;
 CREATE FUNCTION cluster.alter_handler(name text, function regprocedure DEFAULT NULL,
 	ordering text DEFAULT NULL, batch_size int DEFAULT NULL,
 	max_attempts int DEFAULT NULL, ack_timeout interval DEFAULT NULL,
-	max_in_flight int DEFAULT NULL, remove_function boolean DEFAULT false)
+	max_in_flight int DEFAULT NULL, remove_function boolean DEFAULT false,
+	max_batch_bytes int DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1023,17 +1029,19 @@ BEGIN
 	h.max_attempts := coalesce($5, h.max_attempts);
 	h.ack_timeout := coalesce($6, h.ack_timeout);
 	h.max_in_flight := coalesce($7, h.max_in_flight);
+	h.max_batch_bytes := coalesce($9, h.max_batch_bytes);
 	PERFORM cluster._check_handler_function(h.function);
 	PERFORM cluster._check_handler_settings(h.ordering, h.batch_size, h.max_attempts,
-											h.ack_timeout, h.max_in_flight);
+											h.ack_timeout, h.max_in_flight, h.max_batch_bytes);
 	UPDATE cluster.handler
 	   SET function = h.function, ordering = h.ordering, batch_size = h.batch_size,
 		   max_attempts = h.max_attempts, ack_timeout = h.ack_timeout,
-		   max_in_flight = h.max_in_flight, owner = current_user::regrole
+		   max_in_flight = h.max_in_flight, max_batch_bytes = h.max_batch_bytes,
+		   owner = current_user::regrole
 	 WHERE id = h.id;
 END
 $$;
-COMMENT ON FUNCTION cluster.alter_handler(text, regprocedure, text, int, int, interval, int, boolean) IS
+COMMENT ON FUNCTION cluster.alter_handler(text, regprocedure, text, int, int, interval, int, boolean, int) IS
 'change a handler''s settings (NULL keeps a setting); the caller becomes its owner';
 
 CREATE FUNCTION cluster.drop_handler(name text)
@@ -1714,8 +1722,8 @@ GRANT SELECT ON cluster.events, cluster.coordinator TO cluster_admin;
 GRANT EXECUTE ON FUNCTION
 	cluster.create_pump(text, regclass, text, interval, name, name, name, name, name, name),
 	cluster.drop_pump(text),
-	cluster.create_handler(text, text, regprocedure, text, int, int, interval, int),
-	cluster.alter_handler(text, regprocedure, text, int, int, interval, int, boolean),
+	cluster.create_handler(text, text, regprocedure, text, int, int, interval, int, int),
+	cluster.alter_handler(text, regprocedure, text, int, int, interval, int, boolean, int),
 	cluster.drop_handler(text),
 	cluster.pause_handler(text),
 	cluster.resume_handler(text),
@@ -1726,7 +1734,7 @@ GRANT EXECUTE ON FUNCTION
 	cluster._check_interval(text, interval, interval),
 	cluster._check_range(text, int, int, int),
 	cluster._check_column(regclass, text, name, regtype[]),
-	cluster._check_handler_settings(text, int, int, interval, int),
+	cluster._check_handler_settings(text, int, int, interval, int, int),
 	cluster._check_handler_function(regprocedure, regrole),
 	cluster._handler_for_update(text),
 	cluster._handler_guard(),

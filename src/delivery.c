@@ -561,9 +561,32 @@ delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 	expire(h, GetCurrentTimestamp(), out);
 }
 
+/*
+ * An event larger than the handler's max_batch_bytes fits in no delivery:
+ * sending it would only have a worker (or this leader) close the
+ * connection again and again.  It is dead-lettered at once, with the
+ * reason.
+ */
+static void
+refuse_oversized(HandlerRun *h, BatchOutcome *out)
+{
+	Tracker    *t = h->tracker;
+
+	for (int i = 0; i < t->count; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+
+		if (!ev->done && !ev->selected && VARSIZE(ev->event) > (Size) h->max_batch_bytes)
+			handler_event_refused(h, ev,
+								  psprintf("the event is %zu bytes, more than the handler's max_batch_bytes (%d)",
+										   (Size) VARSIZE(ev->event), h->max_batch_bytes),
+								  out);
+	}
+}
+
 /* Hand out what is ready; returns ms until a deadline needs a look, or -1. */
 long
-delivery_dispatch(Leader *l, HandlerRun *h)
+delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
@@ -571,6 +594,7 @@ delivery_dispatch(Leader *l, HandlerRun *h)
 	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
 	long		wait = -1;
 
+	refuse_oversized(h, out);
 	ring_build(h, &ring);
 	foreach(lc, h->conns)
 	{
@@ -579,7 +603,7 @@ delivery_dispatch(Leader *l, HandlerRun *h)
 
 		ring.target = c;
 		while (c->connected && c->close_status == 0 && c->in_flight < c->capacity &&
-			   (n = tracker_select(h->tracker, h->batch_size, now, batch,
+			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes, now, batch,
 								   h->key_order ? ring_owns : NULL, &ring)) > 0)
 			send_events(l, h, c, batch, n);
 	}

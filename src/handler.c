@@ -263,13 +263,13 @@ handler_replay(HandlerRun *h, BatchOutcome *out)
  * A failed attempt of one event: it waits for its retry, or, with its
  * attempts used up, is dead-lettered (copied out: the tracker moves on).
  */
-void
-handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
-					 BatchOutcome *out)
+static void
+event_failed(HandlerRun *h, TrackedEvent *ev, char *error, int max_attempts,
+			 BatchOutcome *out)
 {
 	out->failed++;
 	out->last_error = error;
-	if (tracker_failed(h->tracker, ev, error, h->max_attempts, GetCurrentTimestamp()))
+	if (tracker_failed(h->tracker, ev, error, max_attempts, GetCurrentTimestamp()))
 	{
 		DeadLetter *dl = palloc(sizeof(DeadLetter));
 
@@ -281,4 +281,19 @@ handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
 		out->dead = lappend(out->dead, dl);
 		tracker_done(h->tracker, ev);
 	}
+}
+
+void
+handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
+					 BatchOutcome *out)
+{
+	event_failed(h, ev, error, h->max_attempts, out);
+}
+
+/* An event that can never be handed out (too large): dead-lettered at once. */
+void
+handler_event_refused(HandlerRun *h, TrackedEvent *ev, char *error,
+					  BatchOutcome *out)
+{
+	event_failed(h, ev, error, 1, out);
 }

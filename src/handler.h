@@ -40,6 +40,7 @@ typedef struct HandlerRun
 	int			batch_size;
 	int			max_attempts;
 	int			max_in_flight;
+	int			max_batch_bytes;	/* of a delivery, in stored jsonb */
 	bool		paused;
 	bool		replay_pending; /* dead letters were marked for replay */
 	bool		needs_load;		/* tracker must be rebuilt from the row */
@@ -84,5 +85,7 @@ extern void handler_record_error(HandlerRun *h, const char *message);
 extern void handler_replay(HandlerRun *h, BatchOutcome *out);
 extern void handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
 								 BatchOutcome *out);
+extern void handler_event_refused(HandlerRun *h, TrackedEvent *ev, char *error,
+								  BatchOutcome *out);
 
 #endif							/* CLUSTER_HANDLER_H */

@@ -93,7 +93,7 @@ handler_round(Leader *l, HandlerRun *h)
 		got = pump_read(h->pump, t, room);
 	if (remote)
 	{
-		long		due = delivery_dispatch(l, h);
+		long		due = delivery_dispatch(l, h, &out);
 
 		wait = round_wait(h, room > 0 && got < room);
 		if (due >= 0)
@@ -107,7 +107,7 @@ handler_round(Leader *l, HandlerRun *h)
 		/* a backlog is handled several batches to a commit */
 		for (int i = 0; i < GROUP_BATCHES; i++)
 		{
-			n = tracker_select(t, h->batch_size, GetCurrentTimestamp(), batch, NULL, NULL);
+			n = tracker_select(t, h->batch_size, 0, GetCurrentTimestamp(), batch, NULL, NULL);
 			if (n == 0)
 				break;
 			sql_handler_run(h, batch, n, &out);
@@ -264,6 +264,7 @@ leader_work(Leader *l)
 #define Anum_h_pump_id			11
 #define Anum_h_function_missing 12
 #define Anum_h_ack_timeout_ms	13
+#define Anum_h_max_batch_bytes	14
 
 /*
  * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
@@ -312,6 +313,7 @@ handler_from_row(Leader *l, HeapTuple tup, TupleDesc desc)
 	h->paused = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_paused, &isnull));
 	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_replay, &isnull));
 	h->ack_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_ack_timeout_ms, &isnull));
+	h->max_batch_bytes = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_batch_bytes, &isnull));
 	h->pump = pump_for(l, DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_pump_id, &isnull)));
 	h->tracker = tracker_create(l->cxt, h->max_in_flight, h->key_order);
 	h->needs_load = true;
@@ -359,7 +361,7 @@ leader_load(Leader *l)
 					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
 					 "       h.pump_id, "
 					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
-					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int "
+					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int, h.max_batch_bytes "
 					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
 					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
 					 1, types, values, NULL, SPI_OK_SELECT);

@@ -152,15 +152,17 @@ keyset_probe(KeySet *set, uint32 hash, bool add)
 }
 
 /*
- * Choose up to "max" events to hand out now, in order.  With key ordering,
- * an event whose key has an earlier event still to do (waiting or in
- * flight elsewhere) is held back.
+ * Choose up to "max" events to hand out now, in order, of at most
+ * "max_bytes" in all (stored jsonb; 0: no bound).  With key ordering, an
+ * event whose key has an earlier event still to do (waiting or in flight
+ * elsewhere) is held back.
  */
 int
-tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
-			   TrackerFilter filter, void *arg)
+tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
+			   TrackedEvent **batch, TrackerFilter filter, void *arg)
 {
 	int			n = 0;
+	Size		bytes = 0;
 	KeySet		blocked = {0};
 
 	if (t->key_order)
@@ -177,10 +179,13 @@ tracker_select(Tracker *t, int max, TimestampTz now, TrackedEvent **batch,
 			ready = false;
 		if (ready && filter && !filter(ev, arg))
 			continue;			/* another worker's key: it blocks nothing here */
+		if (ready && max_bytes > 0 && bytes + VARSIZE(ev->event) > max_bytes)
+			break;				/* the batch is full; this one starts the next */
 		if (ready)
 		{
 			ev->selected = true;
 			batch[n++] = ev;
+			bytes += VARSIZE(ev->event);
 		}
 		else if (t->key_order && ev->has_key)
 			keyset_probe(&blocked, ev->key_hash, true);

@@ -63,7 +63,7 @@ extern int	tracker_room(Tracker *t);
 extern void tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event);
 typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);
 
-extern int	tracker_select(Tracker *t, int max, TimestampTz now,
+extern int	tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 						   TrackedEvent **batch, TrackerFilter filter, void *arg);
 extern TrackedEvent *tracker_find(Tracker *t, EventPos pos);
 extern void tracker_done(Tracker *t, TrackedEvent *ev);

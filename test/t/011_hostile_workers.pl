@@ -25,12 +25,16 @@ $node->safe_psql('postgres', q{
 my @started;
 END { $_->kill_kill for grep { $_->pumpable } @started; }
 
-# Start a hostile worker; returns the file it records its closes in.
+# Start a hostile worker for a new handler (by default h_<impl>_<mode> of
+# "orders"); returns the file it records its closes in.
 sub hostile
 {
-	my ($impl, $mode) = @_;
+	my ($impl, $mode, %opt) = @_;
+	my $handler = $opt{handler} // "h_${impl}_$mode" =~ s/-/_/gr;
+	my $pump = $opt{pump} // 'orders';
+	my $settings = $opt{settings} // "ack_timeout => '5 s', max_attempts => 2";
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $closes = "$PostgreSQL::Test::Utils::tmp_check/closes_${impl}_$mode";
+	my $closes = "$PostgreSQL::Test::Utils::tmp_check/closes_$handler";
 	my $out = "$closes.out";
 	my @cmd = $impl eq 'ws'
 	  ? ('node', 'test/workers/hostile-worker.js', $port, $closes, $mode)
@@ -38,10 +42,8 @@ sub hostile
 	push @started, IPC::Run::start(\@cmd, '>', $out, '2>&1');
 	my $start = time;
 	usleep(20_000) until (-s $out && slurp_file($out) =~ /listening/) || time - $start > 30;
-	my $handler = "h_${impl}_$mode" =~ s/-/_/gr;
 	$node->safe_psql('postgres', qq{
-		SELECT cluster.create_handler('$handler', 'orders', batch_size => 10,
-									  ack_timeout => '5 s', max_attempts => 2);
+		SELECT cluster.create_handler('$handler', '$pump', batch_size => 10, $settings);
 		SELECT cluster.register_worker('$handler', 'ws://127.0.0.1:$port/');
 	});
 	return $closes;
@@ -123,6 +125,32 @@ for (split /\n/, slurp_file("$odd.log"))
 	$seen{$id}{$what}++;
 }
 is(scalar(grep { ($_->{ok} // 0) > 1 } values %seen), 0, 'fail-odd: no innocent event was handed out twice');
+
+# batches bounded in bytes; an event larger than any batch is dead-lettered at once
+$node->safe_psql('postgres', "SELECT cluster.create_pump('big')");
+my $small = hostile('ws', 'fail-odd', handler => 'bytes', pump => 'big',
+	settings => 'max_batch_bytes => 4096');
+$node->safe_psql('postgres', q{
+	SELECT cluster.publish('big', jsonb_build_object('n', 2 * i, 'pad', repeat('x', 1000)), key => 'b' || i)
+	  FROM generate_series(1, 20) i;
+	SELECT cluster.publish('big', jsonb_build_object('n', 100, 'pad', repeat('y', 10000)));
+});
+ok(defined poll_until($node, "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'bytes'", '20/1'),
+	'max_batch_bytes: 20 events of 1 kB handed out, the 10 kB one dead-lettered');
+like($node->safe_psql('postgres',
+		"SELECT d.last_error FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'bytes'"),
+	qr/^the event is \d+ bytes, more than the handler's max_batch_bytes \(4096\)$/,
+	'max_batch_bytes: the dead letter says why');
+my (%events, %per_delivery);
+for (split /\n/, slurp_file("$small.log"))
+{
+	my ($id, $what, $delivery) = split / /;
+	$events{$id}++;
+	$per_delivery{$delivery}++;
+}
+is(scalar(keys %events), 20, 'max_batch_bytes: the worker got the 20 events');
+cmp_ok((sort { $b <=> $a } values %per_delivery)[0], '<=', 3,
+	'max_batch_bytes: no delivery had more than the 3 events of 1 kB that fit in 4 kB');
 
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 is($node->safe_psql('postgres',

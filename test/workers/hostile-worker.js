@@ -11,7 +11,8 @@
 // many-ops (a patch of 100,000 operations), deep-path (a patch path 3,000
 // keys deep), ok (acks every delivery), fail-odd (a well-behaved per-event
 // answer: acks each delivery with "failed" naming its odd-numbered events,
-// each with its own error, and logs "<id> ok|failed" to CLOSEFILE.log).
+// each with its own error, and logs "<id> ok|failed <deliveryId>" to
+// CLOSEFILE.log).
 'use strict';
 const fs = require('fs');
 const { WebSocketServer } = require('ws');
@@ -48,7 +49,7 @@ wss.on('connection', (ws) => {
       case 'fail-odd': {
         const odd = msg.events.filter((e) => e.payload.n % 2 === 1);
         fs.appendFileSync(`${closeFile}.log`, msg.events.map((e) =>
-          `${e.id} ${e.payload.n % 2 === 1 ? 'failed' : 'ok'}\n`).join(''));
+          `${e.id} ${e.payload.n % 2 === 1 ? 'failed' : 'ok'} ${msg.deliveryId}\n`).join(''));
         return ws.send(JSON.stringify({ ...ack, failed: odd.map((e) => ({ eventId: e.id, error: `odd ${e.payload.n}` })) }));
       }
       default:

@@ -244,6 +244,22 @@ checked_patch(const char *text, char **error)
 	return subxact_run(check_patch, &check, error) ? check.patch : NULL;
 }
 
+/*
+ * Harmless oddities (late answers, unknown types) are logged, but a worker
+ * can repeat them at will: each connection gets PROTOCOL_MAX_WARNINGS.
+ */
+static bool
+may_warn(HandlerRun *h, WorkerConn *c)
+{
+	if (c->warnings_left <= 0)
+		return false;
+	if (--c->warnings_left == 0)
+		ereport(WARNING,
+				(errmsg("further warnings about worker %s of handler \"%s\" are suppressed until it reconnects",
+						c->id, h->name)));
+	return true;
+}
+
 static void
 untrusted(HandlerRun *h, WorkerConn *c, int status, const char *why)
 {
@@ -377,10 +393,11 @@ answer_not_in_flight(Leader *l, HandlerRun *h, WorkerConn *c, WorkerMessage *msg
 		if (run > 0 && run <= runs && seq > 0 &&
 			(run != h->run || seq <= h->next_delivery))
 		{
-			ereport(WARNING,
-					(errmsg("worker %s of handler \"%s\" answered delivery \"%s\", which is no longer in flight; ignored",
-							c->id, h->name, msg->delivery_id),
-					 errdetail("A late or duplicate answer: the delivery's events were handed out again.")));
+			if (may_warn(h, c))
+				ereport(WARNING,
+						(errmsg("worker %s of handler \"%s\" answered delivery \"%s\", which is no longer in flight; ignored",
+								c->id, h->name, msg->delivery_id),
+						 errdetail("A late or duplicate answer: the delivery's events were handed out again.")));
 			return;
 		}
 	}
@@ -411,7 +428,11 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 	switch (msg.type)
 	{
 		case WORKER_PING:
-			transport_send(c, "{\"type\": \"pong\"}", 16);
+			if (c->out_count >= PROTOCOL_MAX_QUEUED)
+				untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+						  "it sends pings faster than it reads the answers");
+			else
+				transport_send(c, "{\"type\": \"pong\"}", 16);
 			return;
 		case WORKER_PONG:
 			if (c->ping_sent)
@@ -419,9 +440,10 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 			c->ping_sent = 0;
 			return;
 		case WORKER_UNKNOWN:
-			ereport(WARNING,
-					(errmsg("worker %s of handler \"%s\" sent a message of unknown type \"%s\"; ignored",
-							c->id, h->name, msg.type_name)));
+			if (may_warn(h, c))
+				ereport(WARNING,
+						(errmsg("worker %s of handler \"%s\" sent a message of unknown type \"%s\"; ignored",
+								c->id, h->name, msg.type_name)));
 			return;
 		case WORKER_ACK:
 		case WORKER_FAIL:
@@ -554,7 +576,9 @@ delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 		}
 		while ((m = transport_receive(c)) != NULL)
 		{
-			handle_message(l, h, c, m, out);
+			/* after a violation, the rest of what it sent is not read */
+			if (c->close_status == 0)
+				handle_message(l, h, c, m, out);
 			free(m);
 		}
 	}

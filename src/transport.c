@@ -52,6 +52,7 @@ conn_lost(WorkerConn *c, const char *why)
 		free(m);
 	}
 	c->out_tail = NULL;
+	c->out_count = 0;
 }
 
 static int
@@ -123,12 +124,11 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 #define LWS_WRITE_CLOSE_FRAME ((enum lws_write_protocol) 4)
 
 /*
- * Send a close frame with the connection's status and reason; the caller
- * then returns -1 and lws drops the connection.  We write the frame
- * ourselves: lws 4.1.6 drops the one lws_close_reason() prepares when a
- * client callback returns -1, and the worker would see 1006 instead.
+ * Send a close frame with the connection's status and reason.  We write
+ * the frame ourselves: lws 4.1.6 drops the one lws_close_reason() prepares
+ * when a client callback returns -1, and the worker would see 1006.
  */
-static int
+static void
 write_close(struct lws *wsi, WorkerConn *c)
 {
 	unsigned char frame[LWS_PRE + 2 + sizeof(c->close_reason)];
@@ -138,7 +138,6 @@ write_close(struct lws *wsi, WorkerConn *c)
 	frame[LWS_PRE + 1] = c->close_status & 0xff;
 	memcpy(frame + LWS_PRE + 2, c->close_reason, len);
 	(void) lws_write(wsi, frame + LWS_PRE, 2 + len, LWS_WRITE_CLOSE_FRAME);
-	return -1;
 }
 
 /*
@@ -155,8 +154,22 @@ conn_writeable(struct lws *wsi, WorkerConn *c)
 {
 	WireMessage *m = c->out_head;
 
+	/*
+	 * Closing: send the close frame, then keep reading (and dropping) until
+	 * the worker's close frame or a timeout ends the connection.  Dropping
+	 * the socket at once with unread input in it makes the kernel send a
+	 * reset, and the worker would lose the close frame: 1006 again.
+	 */
 	if (c->close_status)
-		return write_close(wsi, c);
+	{
+		if (!c->close_sent)
+		{
+			write_close(wsi, c);
+			c->close_sent = true;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+		}
+		return 0;
+	}
 	if (m == NULL)
 		return 0;
 	if (lws_write(wsi, (unsigned char *) m->data, m->len, LWS_WRITE_TEXT) < (int) m->len)
@@ -164,6 +177,7 @@ conn_writeable(struct lws *wsi, WorkerConn *c)
 	c->out_head = m->next;
 	if (c->out_head == NULL)
 		c->out_tail = NULL;
+	c->out_count--;
 	free(m);
 	if (c->out_head)
 		lws_callback_on_writable(wsi);
@@ -179,7 +193,12 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	if (c == NULL)
 		return 0;
 	if (c == &closing)
-		return reason == LWS_CALLBACK_CLIENT_WRITEABLE ? write_close(wsi, c) : 0;
+	{
+		if (reason != LWS_CALLBACK_CLIENT_WRITEABLE)
+			return 0;
+		write_close(wsi, c);
+		return -1;
+	}
 	switch (reason)
 	{
 		case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
@@ -198,6 +217,7 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_CLIENT_ESTABLISHED:
 			c->connected = true;
 			c->just_connected = true;
+			c->warnings_left = PROTOCOL_MAX_WARNINGS;
 			break;
 		case LWS_CALLBACK_CLIENT_RECEIVE:
 			return conn_receive(wsi, c, in, len);
@@ -426,6 +446,7 @@ conn_dial(WorkerConn *c)
 	info.pwsi = &c->wsi;
 	c->dials++;
 	c->close_status = 0;
+	c->close_sent = false;
 	c->next_dial = DT_NOEND;
 	if (lws_client_connect_via_info(&info) == NULL)
 		conn_lost(c, "could not start a connection");
@@ -474,6 +495,7 @@ transport_send(WorkerConn *c, const char *data, size_t len)
 	else
 		c->out_head = m;
 	c->out_tail = m;
+	c->out_count++;
 	lws_callback_on_writable(c->wsi);
 }
 

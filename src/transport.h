@@ -43,9 +43,12 @@ typedef struct WorkerConn
 	int			backoff_ms;
 	TimestampTz next_dial;
 	int			close_status;	/* nonzero: close with this status */
+	bool		close_sent;		/* the close frame went out: waiting for the worker's */
 	char		close_reason[124];
 	WireMessage *out_head,
 			   *out_tail;
+	int			out_count;		/* messages queued to send */
+	int			warnings_left;	/* WARNINGs this connection may still cost */
 	WireMessage *in_head,
 			   *in_tail;
 	char	   *rx;				/* the message being received */

@@ -30,4 +30,12 @@
 #define PROTOCOL_MAX_PATH_DEPTH 32
 #define PROTOCOL_MAX_ERROR 1024
 
+/*
+ * What a worker may make the leader do: queue at most PROTOCOL_MAX_QUEUED
+ * messages to it (pings answered faster than it reads are a violation),
+ * and log PROTOCOL_MAX_WARNINGS warnings per connection about it.
+ */
+#define PROTOCOL_MAX_QUEUED 64
+#define PROTOCOL_MAX_WARNINGS 10
+
 #endif							/* CLUSTER_WIRE_H */

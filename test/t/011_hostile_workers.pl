@@ -66,6 +66,7 @@ my %expect = (
 	'ws bad-json' => qr/^1007 invalid JSON: /m,
 	'ws many-ops' => qr/^1007 the patch has more than 1000 operations$/m,
 	'ws deep-path' => qr/^1007 a patch path has more than 32 keys$/m,
+	'ws ping-flood' => qr/^1008 it sends pings faster than it reads the answers$/m,
 	'py bad-json' => qr/^1007 invalid JSON: /m,
 	'py binary' => qr/^1003 binary frames are not part of the protocol$/m,
 	'py deep' => qr/^1007 the message is nested more than 64 levels deep$/m,
@@ -78,7 +79,8 @@ for my $case (sort keys %expect)
 	$closes{$case} = hostile($impl, $mode);
 }
 my $huge = hostile('ws', 'huge-error');
-my $workers = scalar(keys %expect) + 2;
+my $chatty = hostile('ws', 'unknown-flood');
+my $workers = scalar(keys %expect) + 3;
 ok(defined poll_until($node, 'SELECT count(*) FILTER (WHERE connected) FROM cluster.workers', $workers),
 	"the leader connected to all $workers workers");
 my ($pid, $fence) = leader($node);
@@ -102,6 +104,16 @@ ok(defined poll_until($node,
 is($node->safe_psql('postgres',
 		"SELECT max(octet_length(last_error)) <= 1100 FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'h_ws_huge_error'"),
 	't', 'huge error: each stored error is cut to about 1 kB');
+
+# a worker that repeats a harmless oddity costs at most 10 warnings per connection
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'h_ws_unknown_flood'", '0'),
+	'unknown-flood: its acks went through');
+my $chatty_id = $node->safe_psql('postgres', "SELECT id FROM cluster.workers WHERE handler = 'h_ws_unknown_flood'");
+my $log = slurp_file($node->logfile);
+my $warned = () = $log =~ /worker \Q$chatty_id\E of handler "h_ws_unknown_flood" sent a message of unknown type/g;
+is($warned, 10, 'unknown-flood: 10 warnings for 500 unknown messages');
+like($log, qr/further warnings about worker \Q$chatty_id\E of handler "h_ws_unknown_flood" are suppressed until it reconnects/,
+	'unknown-flood: and a word that the rest are suppressed');
 
 ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'good'", '0'),
 	'the good worker\'s handler passed every event');

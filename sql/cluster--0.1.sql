@@ -1652,7 +1652,7 @@ COMMENT ON VIEW cluster.grants IS
 CREATE FUNCTION cluster._worker_status(
 	OUT worker_id text, OUT connected boolean, OUT in_flight int, OUT delivered bigint,
 	OUT acked bigint, OUT failed bigint, OUT reconnects bigint, OUT last_error text,
-	OUT rtt_ms double precision)
+	OUT rtt_ms double precision, OUT unhealthy_until timestamptz)
 RETURNS SETOF record LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'cluster_worker_status';
 
@@ -1665,7 +1665,7 @@ SELECT w.id, h.name AS handler, w.address, w.capacity, w.registered_by,
 	   coalesce(s.acked, 0) AS acked,
 	   coalesce(s.failed, 0) AS failed,
 	   coalesce(s.reconnects, 0) AS reconnects,
-	   s.last_error, s.rtt_ms,
+	   s.last_error, s.rtt_ms, s.unhealthy_until,
 	   cluster._worker_address_allowed(w.address) AS address_allowed
   FROM cluster.worker w
   JOIN cluster.handler h ON h.id = w.handler_id

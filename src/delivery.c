@@ -66,6 +66,53 @@ delivery_remote(HandlerRun *h)
 	return false;
 }
 
+/*
+ * A worker whose delivery timed out is unhealthy for a while: it gets no
+ * new keys while a healthy worker is there, as a Kafka consumer that
+ * misses max.poll.interval leaves its group.  The pause doubles with each
+ * timeout in a row (2 x ack_timeout, up to 64 x); an answer in time ends
+ * it, and after it the worker is tried again.
+ */
+static void
+mark_unhealthy(HandlerRun *h, WorkerConn *c, TimestampTz now)
+{
+	int64		pause_ms = (int64) h->ack_timeout_ms << Min(c->timeouts + 1, 6);
+
+	c->timeouts++;
+	c->unhealthy_until = TimestampTzPlusMilliseconds(now, pause_ms);
+}
+
+static bool
+healthy(WorkerConn *c, TimestampTz now)
+{
+	return c->connected && c->close_status == 0 && c->unhealthy_until <= now;
+}
+
+/* Is a worker of the handler other than "except" healthy? */
+static bool
+healthy_other(HandlerRun *h, WorkerConn *except, TimestampTz now)
+{
+	ListCell   *lc;
+
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+
+		if (c != except && healthy(c, now))
+			return true;
+	}
+	return false;
+}
+
+/* Does the worker get events now?  The unhealthy only when nobody else can. */
+static bool
+takes_keys(WorkerConn *c, bool any_healthy, TimestampTz now)
+{
+	if (!c->connected || c->close_status != 0)
+		return false;
+	return healthy(c, now) || !any_healthy;
+}
+
 static int
 ring_cmp(const void *a, const void *b)
 {
@@ -76,7 +123,7 @@ ring_cmp(const void *a, const void *b)
 }
 
 static void
-ring_build(HandlerRun *h, Ring *ring)
+ring_build(HandlerRun *h, Ring *ring, bool any_healthy)
 {
 	ListCell   *lc;
 
@@ -86,7 +133,7 @@ ring_build(HandlerRun *h, Ring *ring)
 	{
 		WorkerConn *c = lfirst(lc);
 
-		if (!c->connected)
+		if (!takes_keys(c, any_healthy, GetCurrentTimestamp()))
 			continue;
 		for (int i = 0; i < RING_POINTS; i++)
 		{
@@ -357,6 +404,8 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	}
 	if (patch)
 		out->patches = lappend(out->patches, patch);
+	c->timeouts = 0;			/* it answered in time */
+	c->unhealthy_until = 0;
 	if (msg->type == WORKER_ACK)
 	{
 		c->acked++;
@@ -474,13 +523,18 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 	{
 		Delivery   *d = lfirst(lc);
 
+		bool		attempt;
+
 		if (d->deadline > now)
 			continue;
+		mark_unhealthy(h, d->conn, now);
+		/* a healthy worker takes them over: only latency was lost */
+		attempt = !healthy_other(h, d->conn, now);
 		for (int i = 0; i < d->n; i++)
 		{
 			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
 
-			if (ev && !ev->done)
+			if (ev && !ev->done && attempt)
 				handler_event_failed(h, ev, "no answer within ack_timeout", out);
 		}
 		snprintf(d->conn->last_error, sizeof(d->conn->last_error),
@@ -617,16 +671,18 @@ delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
 	Ring		ring;
 	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
 	long		wait = -1;
+	bool		any_healthy;
 
 	refuse_oversized(h, out);
-	ring_build(h, &ring);
+	any_healthy = healthy_other(h, NULL, now);
+	ring_build(h, &ring, any_healthy);
 	foreach(lc, h->conns)
 	{
 		WorkerConn *c = lfirst(lc);
 		int			n;
 
 		ring.target = c;
-		while (c->connected && c->close_status == 0 && c->in_flight < c->capacity &&
+		while (takes_keys(c, any_healthy, now) && c->in_flight < c->capacity &&
 			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes, now, batch,
 								   h->key_order ? ring_owns : NULL, &ring)) > 0)
 			send_events(l, h, c, batch, n);

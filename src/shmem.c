@@ -215,6 +215,7 @@ shmem_worker_report(void)
 		stat->failed = c->failed;
 		stat->reconnects = Max(c->dials - 1, 0);
 		stat->rtt_ms = c->rtt_ms;
+		stat->unhealthy_until = c->unhealthy_until;
 		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
 	}
 	LWLockRelease(cluster_shared->lock);

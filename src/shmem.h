@@ -65,6 +65,7 @@ typedef struct WorkerStat
 	int64		failed;
 	int64		reconnects;
 	double		rtt_ms;			/* 0: not measured */
+	TimestampTz unhealthy_until;	/* 0: healthy */
 	char		last_error[128];
 } WorkerStat;
 

@@ -89,6 +89,8 @@ cluster_handler_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+#define WORKER_STATUS_COLS 10
+
 Datum
 cluster_worker_status(PG_FUNCTION_ARGS)
 {
@@ -99,22 +101,26 @@ cluster_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
 	{
 		WorkerStat *stat = &cluster_shared->workers[i];
-		Datum		values[9];
-		bool		nulls[9] = {0};
+		Datum		values[WORKER_STATUS_COLS];
+		bool		nulls[WORKER_STATUS_COLS] = {0};
+		int			col = 0;
 
 		if (stat->worker_id[0] == '\0')
 			continue;
-		values[0] = CStringGetTextDatum(stat->worker_id);
-		values[1] = BoolGetDatum(stat->connected);
-		values[2] = Int32GetDatum(stat->in_flight);
-		values[3] = Int64GetDatum(stat->delivered);
-		values[4] = Int64GetDatum(stat->acked);
-		values[5] = Int64GetDatum(stat->failed);
-		values[6] = Int64GetDatum(stat->reconnects);
-		values[7] = CStringGetTextDatum(stat->last_error);
-		nulls[7] = (stat->last_error[0] == '\0');
-		values[8] = Float8GetDatum(stat->rtt_ms);
-		nulls[8] = (stat->rtt_ms <= 0);
+		values[col++] = CStringGetTextDatum(stat->worker_id);
+		values[col++] = BoolGetDatum(stat->connected);
+		values[col++] = Int32GetDatum(stat->in_flight);
+		values[col++] = Int64GetDatum(stat->delivered);
+		values[col++] = Int64GetDatum(stat->acked);
+		values[col++] = Int64GetDatum(stat->failed);
+		values[col++] = Int64GetDatum(stat->reconnects);
+		nulls[col] = (stat->last_error[0] == '\0');
+		values[col++] = CStringGetTextDatum(stat->last_error);
+		nulls[col] = (stat->rtt_ms <= 0);
+		values[col++] = Float8GetDatum(stat->rtt_ms);
+		nulls[col] = (stat->unhealthy_until <= GetCurrentTimestamp());
+		values[col++] = TimestampTzGetDatum(stat->unhealthy_until);
+		Assert(col == WORKER_STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(cluster_shared->lock);

@@ -62,6 +62,9 @@ typedef struct WorkerConn
 	int64		dials;
 	char		last_error[256];
 	double		rtt_ms;			/* 0: not measured yet */
+	/* deliveries timed out in a row, and until when it gets no new keys */
+	int			timeouts;
+	TimestampTz unhealthy_until;
 	TimestampTz ping_sent;		/* 0: no ping outstanding */
 } WorkerConn;
 

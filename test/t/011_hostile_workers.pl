@@ -164,6 +164,31 @@ is(scalar(keys %events), 20, 'max_batch_bytes: the worker got the 20 events');
 cmp_ok((sort { $b <=> $a } values %per_delivery)[0], '<=', 3,
 	'max_batch_bytes: no delivery had more than the 3 events of 1 kB that fit in 4 kB');
 
+# a slow worker beside a fast one: its timed-out events move to the fast
+# one without an attempt, and it gets no keys while it is unhealthy
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('slowly');
+	SELECT cluster.create_handler('slowly', 'slowly', batch_size => 5,
+								  ack_timeout => '1 s', max_attempts => 3);
+});
+my (undef, $slow_port) = start_worker('slow', '--slow', '2000');
+my (undef, $fast_port, $fast_log) = start_worker('fast');
+$node->safe_psql('postgres', qq{
+	SELECT cluster.register_worker('slowly', 'ws://127.0.0.1:$slow_port/');
+	SELECT cluster.register_worker('slowly', 'ws://127.0.0.1:$fast_port/');
+});
+ok(defined poll_until($node, "SELECT count(*) FILTER (WHERE connected) FROM cluster.workers WHERE handler = 'slowly'", '2'),
+	'slow and fast worker connected');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('slowly', jsonb_build_object('n', i), key => 's' || i)) FROM generate_series(1, 200) i");
+ok(defined poll_until($node,
+		"SELECT unhealthy_until IS NOT NULL FROM cluster.workers WHERE handler = 'slowly' AND address LIKE '%:$slow_port/'", 't', 30),
+	'the slow worker shows as unhealthy in cluster.workers');
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'slowly'", '0', 120),
+	'every event of the slow worker\'s handler was done');
+is($node->safe_psql('postgres', "SELECT dead_letters FROM cluster.handlers WHERE name = 'slowly'"),
+	'0', 'no event was dead-lettered while a healthy worker was there');
+
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM cluster.handlers WHERE name LIKE 'h_%' AND dead_letters > 0 AND name NOT IN ('h_ws_huge_error', 'h_ws_fail_odd')"),

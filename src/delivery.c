@@ -39,7 +39,8 @@ typedef struct Delivery
 	TimestampTz sent_at;
 	TimestampTz deadline;
 	int			n;
-	EventPos   *events;
+	EventPos   *events;			/* replays: the event ids, txid 0 */
+	int64	   *replay_ids;		/* NULL, or the dead letters replayed */
 } Delivery;
 
 typedef struct RingPoint
@@ -194,24 +195,19 @@ send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
 	c->ping_sent = GetCurrentTimestamp();
 }
 
-static void
-send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n)
+/* Send a batch of events; the delivery is returned, in flight. */
+static Delivery *
+send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
+		   int *attempts, EventPos *positions, int n)
 {
 	MemoryContext cxt = h->tracker->cxt;
 	Delivery   *d = MemoryContextAllocZero(cxt, sizeof(Delivery));
-	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
-	int		   *attempts = palloc(sizeof(int) * n);
 	Jsonb	   *array;
 	StringInfoData buf;
 	MemoryContext old;
 
 	d->events = MemoryContextAlloc(cxt, sizeof(EventPos) * n);
-	for (int i = 0; i < n; i++)
-	{
-		events[i] = batch[i]->event;
-		attempts[i] = batch[i]->attempts + 1;
-		d->events[i] = batch[i]->pos;
-	}
+	memcpy(d->events, positions, sizeof(EventPos) * n);
 	array = DatumGetJsonbP(sql_handler_batch(events, attempts, n));
 	snprintf(d->id, sizeof(d->id), INT64_FORMAT ".%u." INT64_FORMAT,
 			 l->fence, h->run, ++h->next_delivery);
@@ -233,13 +229,33 @@ send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n
 	MemoryContextSwitchTo(old);
 	c->in_flight++;
 	c->delivered++;
+	return d;
+}
+
+static void
+send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n)
+{
+	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
+	int		   *attempts = palloc(sizeof(int) * n);
+	EventPos   *positions = palloc(sizeof(EventPos) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		events[i] = batch[i]->event;
+		attempts[i] = batch[i]->attempts + 1;
+		positions[i] = batch[i]->pos;
+	}
+	(void) send_batch(l, h, c, events, attempts, positions, n);
 }
 
 /* Give a delivery's unanswered events back, to be sent again. */
 static void
 delivery_end(HandlerRun *h, Delivery *d)
 {
-	for (int i = 0; i < d->n; i++)
+	/* what a replay left unanswered is still marked: look again */
+	if (d->replay_ids)
+		h->replay_pending = true;
+	for (int i = 0; i < d->n && !d->replay_ids; i++)
 	{
 		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
 
@@ -249,6 +265,8 @@ delivery_end(HandlerRun *h, Delivery *d)
 	d->conn->in_flight--;
 	h->deliveries = list_delete_ptr(h->deliveries, d);
 	pfree(d->events);
+	if (d->replay_ids)
+		pfree(d->replay_ids);
 	pfree(d);
 }
 
@@ -382,7 +400,16 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 		if (patch == NULL)
 			msg->type = WORKER_FAIL;	/* a bad patch fails the delivery */
 	}
-	for (int i = 0; i < d->n; i++)
+	for (int i = 0; i < d->n && d->replay_ids; i++)
+	{
+		char	   *event_error = msg->type == WORKER_ACK ? failed_error(d->events[i].id, msg) : NULL;
+
+		if (event_error || in_list(d->events[i].id, msg))
+			handler_replay_outcome(h, d->replay_ids[i],
+								   event_error ? event_error :
+								   msg->type == WORKER_ACK ? NULL : error, out);
+	}
+	for (int i = 0; i < d->n && !d->replay_ids; i++)
 	{
 		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
 		char	   *event_error;
@@ -529,7 +556,7 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 			continue;
 		mark_unhealthy(h, d->conn, now);
 		/* a healthy worker takes them over: only latency was lost */
-		attempt = !healthy_other(h, d->conn, now);
+		attempt = !healthy_other(h, d->conn, now) && d->replay_ids == NULL;
 		for (int i = 0; i < d->n; i++)
 		{
 			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
@@ -694,4 +721,50 @@ delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
 		wait = wait < 0 ? ms : Min(wait, ms);
 	}
 	return wait;
+}
+
+/*
+ * Replay dead letters through the workers: one batch at a time, oldest
+ * first, to a healthy worker with room, so that replays keep their order
+ * (keys included).  Their answers delete the dead letters or count an
+ * attempt (handler_replay_outcome); what stays unanswered stays marked.
+ */
+void
+delivery_replay(Leader *l, HandlerRun *h)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		any_healthy = healthy_other(h, NULL, now);
+	ListCell   *lc;
+
+	foreach(lc, h->deliveries)
+		if (((Delivery *) lfirst(lc))->replay_ids)
+			return;				/* one replay at a time */
+	foreach(lc, h->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+		int64	   *ids;
+		Jsonb	  **events;
+		int		   *attempts;
+		EventPos   *positions;
+		Delivery   *d;
+		int			n;
+
+		if (!takes_keys(c, any_healthy, now) || c->in_flight >= c->capacity)
+			continue;
+		n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
+		if (n == 0)
+			return;
+		positions = palloc0(sizeof(EventPos) * n);
+		for (int i = 0; i < n; i++)
+		{
+			JsonbValue *id = getKeyJsonValueFromContainer(&events[i]->root, "id", 2, NULL);
+
+			if (id && id->type == jbvString)
+				positions[i].id = strtoi64(pnstrdup(id->val.string.val, id->val.string.len), NULL, 10);
+		}
+		d = send_batch(l, h, c, events, attempts, positions, n);
+		d->replay_ids = MemoryContextAlloc(h->tracker->cxt, sizeof(int64) * n);
+		memcpy(d->replay_ids, ids, sizeof(int64) * n);
+		return;
+	}
 }

@@ -27,6 +27,7 @@
 extern bool delivery_remote(HandlerRun *h);
 extern void delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out);
 extern long delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out);
+extern void delivery_replay(Leader *l, HandlerRun *h);
 extern void delivery_forget(HandlerRun *h);
 extern void delivery_drop_unwanted(HandlerRun *h);
 

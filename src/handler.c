@@ -212,50 +212,82 @@ handler_record_error(HandlerRun *h, const char *message)
 }
 
 /*
+ * Up to "limit" dead letters marked for replay, oldest first, locked: their
+ * ids, events (as delivered) and next attempt numbers.  Clears
+ * replay_pending when these are the last ones.
+ */
+int
+handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
+					 Jsonb ***events, int **attempts)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(h->id), Int32GetDatum(limit)};
+	uint64		n;
+
+	spi_exec_checked("SELECT id, event, attempts + 1 FROM cluster.dead_letters "
+					 "WHERE handler_id = $1 AND replay ORDER BY id LIMIT $2 FOR UPDATE",
+					 2, types, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	h->replay_pending = (n == (uint64) limit);
+	*dead_letter_ids = palloc(sizeof(int64) * Max(n, 1));
+	*events = palloc(sizeof(Jsonb *) * Max(n, 1));
+	*attempts = palloc(sizeof(int) * Max(n, 1));
+	for (uint64 row = 0; row < n; row++)
+	{
+		bool		isnull;
+
+		(*dead_letter_ids)[row] = DatumGetInt64(spi_getdatum(row, 1, &isnull));
+		(*events)[row] = DatumGetJsonbPCopy(spi_getdatum(row, 2, &isnull));
+		(*attempts)[row] = DatumGetInt32(spi_getdatum(row, 3, &isnull));
+	}
+	return (int) n;
+}
+
+/*
+ * The outcome of a replayed dead letter, in the round's transaction: done
+ * (error NULL) deletes it; a failure counts an attempt and leaves it dead.
+ */
+void
+handler_replay_outcome(HandlerRun *h, int64 dead_letter_id, const char *error,
+					   BatchOutcome *out)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(dead_letter_id), (Datum) 0};
+
+	if (error == NULL)
+	{
+		out->processed++;
+		spi_exec_checked("DELETE FROM cluster.dead_letters WHERE id = $1",
+						 1, types, values, NULL, SPI_OK_DELETE);
+		return;
+	}
+	out->failed++;
+	out->last_error = pstrdup(error);
+	values[1] = CStringGetTextDatum(error);
+	spi_exec_checked("UPDATE cluster.dead_letters SET attempts = attempts + 1, "
+					 "last_error = $2, replay = false, failed_at = pg_catalog.now() WHERE id = $1",
+					 2, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
  * Hand dead letters marked for replay to the function again, one at a
- * time (replays are not ordered by key).  A success deletes the dead
- * letter; a failure counts an attempt and leaves it dead.
+ * time (replays are not ordered by key), when no worker takes them.
  */
 void
 handler_replay(HandlerRun *h, BatchOutcome *out)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(h->id), Int32GetDatum(h->batch_size)};
-	SPITupleTable *rows;
-	uint64		n;
+	int64	   *ids;
+	Jsonb	  **events;
+	int		   *attempts;
+	int			n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
 
-	spi_exec_checked("SELECT id, event, attempts FROM cluster.dead_letters "
-					 "WHERE handler_id = $1 AND replay ORDER BY id LIMIT $2 FOR UPDATE",
-					 2, types, values, NULL, SPI_OK_SELECT);
-	rows = SPI_tuptable;
-	n = SPI_processed;
-	h->replay_pending = (n == (uint64) h->batch_size);
-	for (uint64 row = 0; row < n; row++)
+	for (int i = 0; i < n; i++)
 	{
-		bool		isnull;
-		Datum		id = SPI_getbinval(rows->vals[row], rows->tupdesc, 1, &isnull);
-		Jsonb	   *event = DatumGetJsonbP(SPI_getbinval(rows->vals[row], rows->tupdesc, 2, &isnull));
-		int			attempt = DatumGetInt32(SPI_getbinval(rows->vals[row], rows->tupdesc, 3, &isnull)) + 1;
 		char	   *error;
-		Oid			rtypes[2] = {INT8OID, TEXTOID};
-		Datum		rvalues[2] = {id, (Datum) 0};
 
-		if (h->function != InvalidOid &&
-			sql_handler_call(h, &event, &attempt, 1, &error))
-		{
-			out->processed++;
-			spi_exec_checked("DELETE FROM cluster.dead_letters WHERE id = $1",
-							 1, rtypes, rvalues, NULL, SPI_OK_DELETE);
-			continue;
-		}
-		if (h->function == InvalidOid)
-			error = "the handler has no function to replay with";
-		out->failed++;
-		out->last_error = error;
-		rvalues[1] = CStringGetTextDatum(error);
-		spi_exec_checked("UPDATE cluster.dead_letters SET attempts = attempts + 1, "
-						 "last_error = $2, replay = false, failed_at = pg_catalog.now() WHERE id = $1",
-						 2, rtypes, rvalues, NULL, SPI_OK_UPDATE);
+		if (sql_handler_call(h, &events[i], &attempts[i], 1, &error))
+			error = NULL;
+		handler_replay_outcome(h, ids[i], error, out);
 	}
 }
 

@@ -83,6 +83,10 @@ extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 						   const char *lease_key, int64 fence);
 extern void handler_record_error(HandlerRun *h, const char *message);
 extern void handler_replay(HandlerRun *h, BatchOutcome *out);
+extern int	handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
+								 Jsonb ***events, int **attempts);
+extern void handler_replay_outcome(HandlerRun *h, int64 dead_letter_id,
+								   const char *error, BatchOutcome *out);
 extern void handler_event_failed(HandlerRun *h, TrackedEvent *ev, char *error,
 								 BatchOutcome *out);
 extern void handler_event_refused(HandlerRun *h, TrackedEvent *ev, char *error,

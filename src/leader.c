@@ -83,11 +83,14 @@ handler_round(Leader *l, HandlerRun *h)
 	handler_check_rights(h);
 	if (h->needs_load)
 		handler_load(h);
-	if (h->replay_pending)
-		handler_replay(h, &out);
 	if (h->conns != NIL)
 		delivery_settle(l, h, &out);
 	remote = delivery_remote(h);
+	/* dead letters to replay go where live events would */
+	if (h->replay_pending && remote)
+		delivery_replay(l, h);
+	else if (h->replay_pending && h->function != InvalidOid)
+		handler_replay(h, &out);
 	room = Min(tracker_room(t), h->batch_size);
 	if (room > 0 && (remote || h->function != InvalidOid))
 		got = pump_read(h->pump, t, room);

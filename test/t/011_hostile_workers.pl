@@ -138,6 +138,20 @@ for (split /\n/, slurp_file("$odd.log"))
 }
 is(scalar(grep { ($_->{ok} // 0) > 1 } values %seen), 0, 'fail-odd: no innocent event was handed out twice');
 
+# dead letters of a handler served only by workers are replayed through them
+$node->safe_psql('postgres',
+	"SELECT cluster.unregister_worker(id) FROM cluster.workers WHERE handler = 'h_ws_fail_odd'");
+my (undef, $replay_port, $replay_log) = start_worker('replayer');
+$node->safe_psql('postgres',
+	"SELECT cluster.register_worker('h_ws_fail_odd', 'ws://127.0.0.1:$replay_port/')");
+is($node->safe_psql('postgres', "SELECT cluster.replay_dead_letters('h_ws_fail_odd')"), '35',
+	'replay: 35 dead letters marked');
+ok(defined poll_until($node, "SELECT dead_letters FROM cluster.handlers WHERE name = 'h_ws_fail_odd'", '0'),
+	'replay: a worker took them all, no function needed');
+my @replayed = map { (split / /)[0] } split /\n/, slurp_file($replay_log);
+is(scalar(@replayed), 35, 'replay: the worker got each of the 35 once');
+is(join(',', @replayed), join(',', sort { $a <=> $b } @replayed), 'replay: in the order they were dead-lettered');
+
 # batches bounded in bytes; an event larger than any batch is dead-lettered at once
 $node->safe_psql('postgres', "SELECT cluster.create_pump('big')");
 my $small = hostile('ws', 'fail-odd', handler => 'bytes', pump => 'big',

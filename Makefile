@@ -29,7 +29,7 @@ $(OBJS): $(wildcard src/*.h)
 
 # the reference worker, cluster-worker (worker/), built and installed along
 all: worker/cluster-worker
-worker/cluster-worker: $(wildcard worker/*.c worker/*.h)
+worker/cluster-worker: $(wildcard worker/*.c worker/*.h) src/wire.h
 	$(MAKE) -C worker
 install: install-worker
 install-worker: worker/cluster-worker

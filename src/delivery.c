@@ -182,15 +182,10 @@ send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"type\": \"hello\", \"protocol\": %d, \"leader\": ",
-					 PROTOCOL_VERSION);
-	escape_json(&buf, l->lease_key);
-	appendStringInfo(&buf, ", \"fence\": " INT64_FORMAT ", \"handler\": ", l->fence);
-	escape_json(&buf, h->name);
-	appendStringInfoChar(&buf, '}');
+	protocol_encode_hello(&buf, l->lease_key, l->fence, h->name);
 	send_text(c, &buf);
 	resetStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"type\": \"ping\"}");
+	protocol_encode_ping(&buf);
 	send_text(c, &buf);
 	c->ping_sent = GetCurrentTimestamp();
 }
@@ -217,11 +212,7 @@ send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 	d->deadline = TimestampTzPlusMilliseconds(d->sent_at, h->ack_timeout_ms);
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"type\": \"events\", \"deliveryId\": ");
-	escape_json(&buf, d->id);
-	appendStringInfo(&buf, ", \"fence\": " INT64_FORMAT ", \"events\": ", l->fence);
-	(void) JsonbToCString(&buf, &array->root, VARSIZE(array));
-	appendStringInfoChar(&buf, '}');
+	protocol_encode_events(&buf, d->id, l->fence, array);
 	send_text(c, &buf);
 
 	old = MemoryContextSwitchTo(cxt);
@@ -508,7 +499,13 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 				untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
 						  "it sends pings faster than it reads the answers");
 			else
-				transport_send(c, "{\"type\": \"pong\"}", 16);
+			{
+				StringInfoData buf;
+
+				initStringInfo(&buf);
+				protocol_encode_pong(&buf);
+				send_text(c, &buf);
+			}
 			return;
 		case WORKER_PONG:
 			if (c->ping_sent)

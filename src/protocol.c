@@ -461,3 +461,45 @@ protocol_free(WorkerMessage *msg)
 		pfree(msg->error);
 	memset(msg, 0, sizeof(WorkerMessage));
 }
+
+#ifndef FRONTEND
+
+#include "utils/json.h"
+
+void
+protocol_encode_hello(StringInfo buf, const char *leader, int64 fence,
+					  const char *handler)
+{
+	appendStringInfo(buf, "{\"type\": \"hello\", \"protocol\": %d, \"leader\": ",
+					 PROTOCOL_VERSION);
+	escape_json(buf, leader);
+	appendStringInfo(buf, ", \"fence\": " INT64_FORMAT ", \"handler\": ", fence);
+	escape_json(buf, handler);
+	appendStringInfoChar(buf, '}');
+}
+
+/* "events" is the jsonb array of the events in their wire form. */
+void
+protocol_encode_events(StringInfo buf, const char *delivery_id, int64 fence,
+					   Jsonb *events)
+{
+	appendStringInfoString(buf, "{\"type\": \"events\", \"deliveryId\": ");
+	escape_json(buf, delivery_id);
+	appendStringInfo(buf, ", \"fence\": " INT64_FORMAT ", \"events\": ", fence);
+	(void) JsonbToCString(buf, &events->root, VARSIZE(events));
+	appendStringInfoChar(buf, '}');
+}
+
+void
+protocol_encode_ping(StringInfo buf)
+{
+	appendStringInfoString(buf, "{\"type\": \"ping\"}");
+}
+
+void
+protocol_encode_pong(StringInfo buf)
+{
+	appendStringInfoString(buf, "{\"type\": \"pong\"}");
+}
+
+#endif							/* !FRONTEND */

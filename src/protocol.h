@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * protocol.h
- *	  The wire protocol's codec: decode what a worker sends.
+ *	  The wire protocol's codec: decode what a worker sends, encode what
+ *	  the leader sends.  The only module that knows the messages' fields.
  *
  * Workers are untrusted: protocol_decode() accepts any bytes and either
  * fills a WorkerMessage or says why the message can't be trusted.  It
@@ -47,5 +48,18 @@ typedef struct WorkerMessage
 extern bool protocol_decode(const char *data, int len, WorkerMessage *msg,
 							char **why);
 extern void protocol_free(WorkerMessage *msg);
+
+#ifndef FRONTEND
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+/* What the leader sends, appended to buf. */
+extern void protocol_encode_hello(StringInfo buf, const char *leader,
+								  int64 fence, const char *handler);
+extern void protocol_encode_events(StringInfo buf, const char *delivery_id,
+								   int64 fence, Jsonb *events);
+extern void protocol_encode_ping(StringInfo buf);
+extern void protocol_encode_pong(StringInfo buf);
+#endif
 
 #endif							/* CLUSTER_PROTOCOL_H */

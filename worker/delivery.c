@@ -2,11 +2,19 @@
  *
  * delivery.c
  *	  Processing deliveries: --print writes events out and acks at once,
- *	  --exec runs one shell command per delivery.
+ *	  --exec runs a shell command per delivery, or per event.
  *
- * An --exec delivery's events are written to an anonymous memory file
- * (memfd) that becomes the command's stdin, so handing over a batch of up
- * to 16 MiB never waits on the child.  The command's stderr is a
+ * An --exec delivery's command runs on the whole batch.  If it fails on a
+ * batch of several events, it runs again on each event alone, one run
+ * after another in the delivery's slot, the way the leader's SQL path
+ * narrows a failing batch: one event's failure must not fail the others,
+ * which would be retried and dead-lettered with its error.  The delivery
+ * is then answered once, with an ack whose "failed" lists the events whose
+ * own run failed.  --per-event skips the batch run.
+ *
+ * The events of a run are written to an anonymous memory file (memfd)
+ * that becomes the command's stdin, so handing over a batch of up to
+ * 16 MiB never waits on the child.  The command's stderr is a
  * non-blocking pipe that lws watches; its exit is noticed through SIGCHLD,
  * which wakes the loop, and reaped with waitpid(WNOHANG).  Each command
  * runs in a process group of its own, so that a forced shutdown can kill
@@ -225,17 +233,51 @@ detach_stderr(Delivery *d)
 	d->stderr_wsi = NULL;
 }
 
-/* Start d's command; on failure write why to error and return false. */
-static bool
-spawn_delivery(Delivery *d, char *error, size_t size)
+/* The id the answer names an event by; NULL if it has none to name. */
+static json_t *
+event_id(json_t *event)
 {
-	int			input = events_memfd(d->events);
+	json_t	   *id = json_object_get(event, "id");
+
+	return (json_is_string(id) || json_is_integer(id)) ? id : NULL;
+}
+
+/* Can each event be answered on its own?  The leader always sends ids. */
+static bool
+all_named(json_t *events)
+{
+	size_t		i;
+	json_t	   *event;
+
+	json_array_foreach(events, i, event)
+	{
+		if (event_id(event) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* The events of d's next run: the batch, or the current event alone. */
+static json_t *
+run_events(Delivery *d)
+{
+	if (!d->one_by_one)
+		return json_incref(d->events);
+	return json_pack("[O]", json_array_get(d->events, d->current));
+}
+
+/* Start d's next run; on failure write why to error and return false. */
+static bool
+spawn_run(Delivery *d, char *error, size_t size)
+{
+	json_t	   *events = run_events(d);
+	int			input = events_memfd(events);
 	int			errpipe[2] = {-1, -1};
 	bool		ok = false;
 	int			rc;
 
-	json_decref(d->events);
-	d->events = NULL;
+	json_decref(events);
+	d->err_len = 0;
 	if (input < 0)
 		snprintf(error, size, "could not write the events for the command: %s",
 				 strerror(errno));
@@ -268,25 +310,129 @@ static void
 delivery_free(Delivery *d)
 {
 	json_decref(d->events);
+	json_decref(d->done);
+	json_decref(d->failed);
+	free(d->error);
 	free(d->id);
 	free(d);
 }
 
+/* From now on d's events run one at a time. */
 static void
-start_delivery(Delivery *d)
+begin_one_by_one(Delivery *d)
 {
-	char		error[256];
+	d->one_by_one = true;
+	d->current = 0;
+	d->done = json_array();
+	d->failed = json_array();
+}
 
-	if (!spawn_delivery(d, error, sizeof(error)))
+/*
+ * The batch's command ended: ack, or fail, or go on with each event alone.
+ * One event, or one the answer could not name, gives nothing to narrow;
+ * nor does a forced shutdown or a leader that has gone.
+ */
+static void
+batch_ended(Delivery *d, bool ok, const char *error)
+{
+	size_t		n = json_array_size(d->events);
+
+	d->finished = true;
+	if (ok)
+		return;
+	if (n == 1 || worker.forced || d->conn == NULL || !all_named(d->events))
 	{
-		wlog("WARNING", "delivery %s: %s", d->id, error);
-		protocol_fail(d->conn, d->id, error);
-		delivery_free(d);
+		d->error = xstrdup(error);
 		return;
 	}
+	wlog("LOG", "delivery %s: the command failed on its %zu events: running it once per event",
+		 d->id, n);
+	begin_one_by_one(d);
+	d->finished = false;
+}
+
+/*
+ * The run of event d->current ended: note how, and move on.  After a
+ * forced shutdown, or once the leader has gone, the rest stay unrun.
+ */
+static void
+event_ended(Delivery *d, bool ok, const char *error)
+{
+	json_t	   *id = event_id(json_array_get(d->events, d->current));
+	size_t		n = json_array_size(d->events);
+
+	if (ok)
+		json_array_append(d->done, id);
+	else
+		json_array_append_new(d->failed, json_pack("{s:O, s:s}", "eventId", id,
+												   "error", error));
+	d->current++;
+	if (d->current < n && d->conn == NULL)
+		wlog("LOG", "delivery %s: its connection has closed: %zu of its events left for the leader to send again",
+			 d->id, n - d->current);
+	d->finished = d->current == n || worker.forced || d->conn == NULL;
+}
+
+/* The one answer to d, once nothing is left to run. */
+static void
+answer(Delivery *d)
+{
+	size_t		n = json_array_size(d->events);
+	size_t		n_failed = json_array_size(d->failed);
+
+	if (d->error != NULL)
+		protocol_fail(d->conn, d->id, d->error);
+	else if (!d->one_by_one)
+		protocol_ack(d->conn, d->id);
+	else
+	{
+		if (n_failed > 0)
+			wlog("LOG", "delivery %s: %zu of its %zu events failed",
+				 d->id, n_failed, n);
+		/* events left unrun are not named: they will come again */
+		protocol_ack_failed(d->conn, d->id,
+							d->current < n ? json_incref(d->done) : NULL,
+							json_incref(d->failed));
+	}
+}
+
+static void
+add_running(Delivery *d)
+{
 	d->next = worker.running;
 	worker.running = d;
 	worker.n_running++;
+}
+
+/*
+ * Start d's next run, in the slot d holds; once nothing is left to run,
+ * answer d and free it.  A batch that can't start fails the delivery (the
+ * events alone would not start either); an event that can't start is one
+ * that failed.
+ */
+static void
+run_next(Delivery *d)
+{
+	char		error[256];
+
+	while (!d->finished)
+	{
+		if (spawn_run(d, error, sizeof(error)))
+		{
+			add_running(d);
+			return;
+		}
+		wlog("WARNING", "delivery %s: %s", d->id, error);
+		if (d->one_by_one)
+			event_ended(d, false, error);
+		else
+		{
+			d->error = xstrdup(error);
+			d->finished = true;
+		}
+	}
+	answer(d);
+	delivery_free(d);
 }
 
 static void
@@ -310,7 +456,7 @@ start_queued(void)
 
 		worker.queued = d->next;
 		worker.n_queued--;
-		start_delivery(d);
+		run_next(d);
 	}
 }
 
@@ -339,6 +485,11 @@ delivery_receive(Connection *c, const char *id, json_t *events)
 		protocol_ack(c, id);	/* nothing to run */
 		return;
 	}
+	if (worker.opt.per_event && !all_named(events))
+	{
+		protocol_fail(c, id, "--per-event answers each event by its id, and an event has none");
+		return;
+	}
 	if (worker.n_running >= worker.opt.capacity &&
 		worker.n_queued >= QUEUE_FACTOR * worker.opt.capacity)
 	{
@@ -353,8 +504,10 @@ delivery_receive(Connection *c, const char *id, json_t *events)
 	d->id = xstrdup(id);
 	d->conn = c;
 	d->events = json_incref(events);
+	if (worker.opt.per_event)
+		begin_one_by_one(d);
 	if (worker.n_running < worker.opt.capacity)
-		start_delivery(d);
+		run_next(d);
 	else
 		enqueue(d);
 }
@@ -371,8 +524,8 @@ keep_stderr(Delivery *d, const char *buf, size_t len)
 			len--;
 		}
 	}
-	if (len > MAX_ERROR_SIZE - d->err_len)
-		len = MAX_ERROR_SIZE - d->err_len;
+	if (len > sizeof(d->err) - d->err_len)
+		len = sizeof(d->err) - d->err_len;
 	memcpy(d->err + d->err_len, buf, len);
 	d->err_len += len;
 }
@@ -406,7 +559,7 @@ delivery_read_stderr(Delivery *d, int fd)
 	return 0;
 }
 
-/* Drop a UTF-8 sequence that the 4 KiB cut left incomplete. */
+/* Drop a UTF-8 sequence that the cut at PROTOCOL_MAX_ERROR left incomplete. */
 static size_t
 utf8_clip(const char *s, size_t len)
 {
@@ -434,7 +587,7 @@ failure_text(Delivery *d, int status)
 
 	while (len > 0 && strchr(" \t\r\n", d->err[len - 1]) != NULL)
 		len--;
-	if (d->err_len == MAX_ERROR_SIZE)
+	if (d->err_len == sizeof(d->err))
 		len = utf8_clip(d->err, len);
 	if (len == 0)
 	{
@@ -461,26 +614,28 @@ failure_text(Delivery *d, int status)
 	return text;
 }
 
-/* The command of d has exited: answer the leader. */
+/* A command of d has exited: run the next one, or answer the leader. */
 static void
 finish(Delivery *d, int status)
 {
+	bool		ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	char	   *error = NULL;
+
 	if (d->stderr_wsi != NULL)
 	{
 		/* all it wrote before exiting is in the pipe now */
 		delivery_read_stderr(d, lws_get_socket_fd(d->stderr_wsi));
 		detach_stderr(d);
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		protocol_ack(d->conn, d->id);
+	if (!ok)
+		error = failure_text(d, status);
+	if (d->one_by_one)
+		event_ended(d, ok, error);
 	else
-	{
-		char	   *error = failure_text(d, status);
-
-		protocol_fail(d->conn, d->id, error);
-		free(error);
-	}
-	delivery_free(d);
+		batch_ended(d, ok, error);
+	free(error);
+	d->pid = 0;
+	run_next(d);
 }
 
 static Delivery *
@@ -500,7 +655,11 @@ take_running(pid_t pid)
 	return NULL;
 }
 
-/* After SIGCHLD: answer every delivery whose command has exited. */
+/*
+ * After SIGCHLD: move on every delivery whose command has exited.  A
+ * delivery goes on to its next run before any queued one starts: it keeps
+ * its slot.
+ */
 void
 delivery_reap(void)
 {
@@ -519,8 +678,9 @@ delivery_reap(void)
 
 /*
  * The leader behind c has gone.  Running commands go on (stopping one
- * halfway is worse than a duplicate), but nobody awaits their answer;
- * queued deliveries are dropped, the leader will send them again.
+ * halfway is worse than a duplicate), but nobody awaits their answer, and
+ * a delivery running its events one by one starts no more of them; queued
+ * deliveries are dropped.  The leader will send them all again.
  */
 void
 delivery_connection_gone(Connection *c)

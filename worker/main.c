@@ -8,14 +8,18 @@
  * address over its own libpq connection with
  * cluster.register_worker(handler, address, secret, capacity), and calls
  * cluster.worker_heartbeat(id) every --heartbeat seconds, registering
- * again when that returns false.  The leader dials it, presenting
+ * again when that returns false.  Should that registration fail because
+ * the handler, the extension or our right to serve the handler is gone,
+ * the worker stops as on SIGTERM (without unregistering, and without
+ * heartbeats) and exits with status 3.  The leader dials it, presenting
  * "Authorization: Bearer <secret>" when a secret was registered (else the
  * upgrade is refused with HTTP 401; the secret comes from --secret-file,
  * --secret or CLUSTER_WORKER_SECRET), and sends JSON text messages:
  *
  *	hello	logged
- *	events	a delivery: run it, then answer {"type":"ack","deliveryId":...}
- *			or {"type":"fail","deliveryId":...,"error":...}
+ *	events	a delivery: run it, then answer {"type":"ack","deliveryId":...},
+ *			{"type":"ack","deliveryId":...,"failed":[{"eventId":...,
+ *			"error":...},...]} or {"type":"fail","deliveryId":...,"error":...}
  *	ping	answered with {"type":"pong"}
  *	other	logged and ignored
  *
@@ -24,8 +28,10 @@
  * connections; a few more wait for a free slot, beyond that they fail.
  * With --exec each delivery is one "/bin/sh -c COMMAND" whose stdin holds
  * the delivery's events as JSON lines: exit status 0 acks, anything else
- * fails with the command's stderr.  With --print the events are written to
- * stdout and acked at once.
+ * fails with the command's stderr.  A batch of several events that fails
+ * runs again once per event (always so with --per-event), and the ack
+ * lists in "failed" the events whose own run failed.  With --print the
+ * events are written to stdout and acked at once.
  *
  * SIGTERM or SIGINT: new deliveries fail with "worker is shutting down",
  * those in flight finish and are answered, then the worker unregisters,
@@ -93,7 +99,12 @@ usage(FILE *out)
 			"  --heartbeat SECONDS  seconds between heartbeats (default %d)\n"
 			"  --exec COMMAND       per delivery, run /bin/sh -c COMMAND with the events on\n"
 			"                       stdin as JSON lines; its stdout goes to this stdout;\n"
-			"                       exit status 0 acks, any other fails with its stderr\n"
+			"                       exit status 0 acks, any other fails with its stderr;\n"
+			"                       a batch of several events that fails runs again once\n"
+			"                       per event, one after another, and a single ack lists\n"
+			"                       the events whose own run failed, with their stderr\n"
+			"  --per-event          with --exec, always run COMMAND once per event (never\n"
+			"                       on a batch) and answer with that ack\n"
 			"  --print              write each event to stdout as a JSON line, ack at once\n"
 			"  --tls-cert FILE      serve wss:// with this PEM certificate (with --tls-key)\n"
 			"  --tls-key FILE       the PEM private key of --tls-cert\n"
@@ -110,8 +121,21 @@ usage(FILE *out)
 			"only: a warning says when it is not.\n"
 			"\n"
 			"SIGTERM or SIGINT: refuse new deliveries, finish those in flight, unregister\n"
-			"and exit 0.  A second signal kills the running commands first (exit 1).\n",
-			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS, MAX_SECRET_LEN);
+			"and exit 0.  A second signal kills the running commands first (exit 1).\n"
+			"\n"
+			"Exit status:\n"
+			"  0  stopped by a signal\n"
+			"  1  an error: could not listen or register at startup, or a second signal\n"
+			"  2  bad usage\n"
+			"  %d  the registration is gone for good: registering again, after a heartbeat\n"
+			"     found it lapsed, failed because the handler no longer exists, the\n"
+			"     cluster extension is not installed, or permission was denied (the\n"
+			"     handler's owner ran cluster.revoke_worker); the worker finishes its\n"
+			"     deliveries in flight, closes its connections and exits.  Don't restart\n"
+			"     it on this status.  Other failures (the database can't be reached, a\n"
+			"     timeout) are retried at the next heartbeat.\n",
+			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS, MAX_SECRET_LEN,
+			EXIT_REGISTRATION_GONE);
 }
 
 /*
@@ -358,6 +382,7 @@ parse_options(int argc, char **argv, Options *opt)
 		{"heartbeat", required_argument, NULL, 'b'},
 		{"exec", required_argument, NULL, 'e'},
 		{"print", no_argument, NULL, 'p'},
+		{"per-event", no_argument, NULL, 'P'},
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
@@ -408,6 +433,9 @@ parse_options(int argc, char **argv, Options *opt)
 			case 'p':
 				print = true;
 				break;
+			case 'P':
+				opt->per_event = true;
+				break;
 			case 'C':
 				opt->tls_cert = optarg;
 				break;
@@ -431,6 +459,8 @@ parse_options(int argc, char **argv, Options *opt)
 		bad_usage("--listen is required");
 	if ((opt->exec_command != NULL) == print)
 		bad_usage("give exactly one of --exec and --print");
+	if (opt->per_event && opt->exec_command == NULL)
+		bad_usage("--per-event goes with --exec");
 	if ((opt->tls_cert != NULL) != (opt->tls_key != NULL))
 		bad_usage("--tls-cert and --tls-key go together");
 	resolve_secret(opt, secret, secret_file);
@@ -538,6 +568,16 @@ typedef enum Phase
 	PHASE_DONE
 } Phase;
 
+/* Refuse new deliveries; those in flight finish. */
+static void
+begin_draining(Phase *phase, const char *why)
+{
+	*phase = PHASE_DRAINING;
+	worker.shutting_down = true;
+	wlog("LOG", "%s: finishing %d running and %d queued deliveries",
+		 why, worker.n_running, worker.n_queued);
+}
+
 /* React to SIGTERM/SIGINT counted by the handler. */
 static void
 check_shutdown_requests(Phase *phase)
@@ -545,12 +585,7 @@ check_shutdown_requests(Phase *phase)
 	int			requests = shutdown_requests;
 
 	if (requests >= 1 && *phase == PHASE_RUNNING)
-	{
-		*phase = PHASE_DRAINING;
-		worker.shutting_down = true;
-		wlog("LOG", "shutting down: finishing %d running and %d queued deliveries",
-			 worker.n_running, worker.n_queued);
-	}
+		begin_draining(phase, "shutting down");
 	if (requests >= 2 && !worker.forced)
 	{
 		worker.forced = true;
@@ -580,6 +615,20 @@ advance_shutdown(Phase *phase, lws_usec_t now)
 }
 
 /*
+ * A heartbeat; once the registration is gone for good, stop as on SIGTERM
+ * but beat no more (and unregister nothing: there is nothing left).
+ */
+static void
+heartbeat(Phase *phase)
+{
+	if (registry_heartbeat())
+		return;
+	worker.gone = true;
+	if (*phase == PHASE_RUNNING)
+		begin_draining(phase, "stopping, to exit with status 3");
+}
+
+/*
  * The service loop.  lws_service() returns after each batch of socket
  * events; a self-pipe byte (signals) or a scheduled wakeup (heartbeat,
  * close deadline) makes sure it returns when the loop has work of its own.
@@ -606,9 +655,9 @@ run(void)
 		check_shutdown_requests(&phase);
 
 		now = lws_now_usecs();
-		if (now >= next_heartbeat && phase <= PHASE_DRAINING)
+		if (now >= next_heartbeat && phase <= PHASE_DRAINING && !worker.gone)
 		{
-			registry_heartbeat();
+			heartbeat(&phase);
 			now = lws_now_usecs();
 			next_heartbeat = now + interval;
 		}
@@ -629,7 +678,8 @@ main(int argc, char **argv)
 	if (!server_start())
 		return 1;
 	worker.address = build_address();
-	if (!registry_register())
+	/* at startup every failure is an error: the handler may be on its way */
+	if (registry_register() != REGISTERED)
 	{
 		registry_unregister();	/* closes the database connection */
 		server_stop();
@@ -637,6 +687,7 @@ main(int argc, char **argv)
 	}
 	wlog("LOG", "serving handler \"%s\" at %s (%s mode, capacity %d)",
 		 worker.opt.handler, worker.address,
+		 worker.opt.per_event ? "per-event exec" :
 		 worker.opt.exec_command ? "exec" : "print", worker.opt.capacity);
 
 	run();
@@ -647,5 +698,6 @@ main(int argc, char **argv)
 	free((char *) worker.opt.listen_host);
 	free((char *) worker.opt.secret);
 	close(worker.signal_pipe[1]);
-	return worker.forced ? 1 : 0;
+	/* "gone" first: a supervisor must not restart us */
+	return worker.gone ? EXIT_REGISTRATION_GONE : worker.forced ? 1 : 0;
 }

@@ -5,8 +5,10 @@
  *	  what the worker answers.  JSON is jansson's job throughout.
  *
  * Leader to worker: hello, events, ping (anything else is logged and
- * ignored).  Worker to leader: ack, fail, pong.  A message that is not a
- * JSON object closes the connection with 1007.
+ * ignored).  Worker to leader: ack (settling a whole delivery, or with
+ * "failed" naming the events that failed, each with its own error), fail,
+ * pong.  A message that is not a JSON object closes the connection with
+ * 1007.
  *
  *-------------------------------------------------------------------------
  */
@@ -174,4 +176,35 @@ protocol_fail(Connection *c, const char *delivery_id, const char *error)
 		text = json_string("(the error text is not valid UTF-8)");
 	server_send(c, json_pack("{s:s, s:s, s:o}", "type", "fail",
 							 "deliveryId", delivery_id, "error", text));
+}
+
+/*
+ * One answer for a delivery whose events ran one by one: the events in
+ * failed ([{eventId, error}]) failed, the others are done.  done, when not
+ * NULL, narrows "the others" to the ids it lists (a forced shutdown left
+ * the rest unrun: the leader sends them again without counting an
+ * attempt).  Takes both references.
+ */
+void
+protocol_ack_failed(Connection *c, const char *delivery_id, json_t *done,
+					json_t *failed)
+{
+	json_t	   *msg;
+
+	if (c == NULL)
+	{
+		wlog("LOG", "delivery %s done (%zu events failed), but its connection has closed: ack dropped",
+			 delivery_id, json_array_size(failed));
+		json_decref(done);
+		json_decref(failed);
+		return;
+	}
+	msg = json_pack("{s:s, s:s}", "type", "ack", "deliveryId", delivery_id);
+	if (done != NULL)
+		json_object_set_new(msg, "eventIds", done);
+	/* none failed: the plain ack says the same */
+	if (json_array_size(failed) > 0)
+		json_object_set(msg, "failed", failed);
+	json_decref(failed);
+	server_send(c, msg);
 }

@@ -14,6 +14,14 @@
  * answering (settings given in --db win over these defaults).  A broken
  * connection is opened again on the next call.
  *
+ * Most failures pass: the next heartbeat tries again.  Some say that the
+ * registration is gone for good, and the worker stops (exit status 3):
+ * the handler does not exist (42704, it was dropped), the extension is
+ * not installed (3F000 no schema "cluster", 42883 no such function), or
+ * the role may not serve the handler (42501: its owner revoked our right
+ * with cluster.revoke_worker).  A heartbeat failing with one of these is
+ * taken as a lapsed registration: registering again tells for sure.
+ *
  *-------------------------------------------------------------------------
  */
 #include <stdio.h>
@@ -29,6 +37,7 @@
 
 static PGconn *db = NULL;
 static char *worker_id = NULL;
+static bool ever_registered = false;
 
 static void
 log_db_error(const char *what, const char *message)
@@ -77,19 +86,30 @@ db_connect(void)
 	return true;
 }
 
+/* Keep the SQLSTATE of a failed query, "" when the server gave none. */
+static void
+keep_sqlstate(const PGresult *res, char *sqlstate)
+{
+	const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	snprintf(sqlstate, 6, "%s", code ? code : "");
+}
+
 /*
  * Run a one-row query.  If the connection turns out to be broken (the
  * server restarted, say), connect again and retry once; an SQL error is
- * not retried.  Returns NULL after logging a failure.
+ * not retried.  Returns NULL after logging a failure, its SQLSTATE in
+ * sqlstate (6 bytes: "" for none, as when the server can't be reached).
  */
 static PGresult *
 run_query(const char *what, const char *sql, int nparams, const Oid *types,
-		  const char *const *values)
+		  const char *const *values, char *sqlstate)
 {
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		PGresult   *res;
 
+		sqlstate[0] = '\0';
 		if (!db_connect())
 			return NULL;
 		res = PQexecParams(db, sql, nparams, types, values, NULL, NULL, 0);
@@ -97,6 +117,7 @@ run_query(const char *what, const char *sql, int nparams, const Oid *types,
 			return res;
 		log_db_error(what, PQresultStatus(res) == PGRES_TUPLES_OK ?
 					 "no row returned" : PQresultErrorMessage(res));
+		keep_sqlstate(res, sqlstate);
 		PQclear(res);
 		if (PQstatus(db) == CONNECTION_OK)
 			return NULL;
@@ -106,12 +127,41 @@ run_query(const char *what, const char *sql, int nparams, const Oid *types,
 	return NULL;
 }
 
-bool
+/* Does an error say the registration can't be had, whatever we retry? */
+static bool
+gone_for_good(const char *sqlstate)
+{
+	return strcmp(sqlstate, "42704") == 0 ||	/* undefined_object */
+		strcmp(sqlstate, "3F000") == 0 ||	/* invalid_schema_name */
+		strcmp(sqlstate, "42883") == 0 ||	/* undefined_function */
+		strcmp(sqlstate, "42501") == 0; /* insufficient_privilege */
+}
+
+/* Say, in words, why registering can't succeed. */
+static void
+log_gone(const char *sqlstate)
+{
+	const char *handler = worker.opt.handler;
+
+	if (strcmp(sqlstate, "42704") == 0)
+		wlog("FATAL", "handler \"%s\" %s", handler,
+			 ever_registered ? "no longer exists" : "does not exist");
+	else if (strcmp(sqlstate, "42501") == 0)
+		wlog("FATAL", "permission denied: role \"%s\" may %s register workers for handler \"%s\" (its owner allows that with cluster.grant_worker)",
+			 PQuser(db), ever_registered ? "no longer" : "not", handler);
+	else
+		wlog("FATAL", "the cluster extension is not installed in this database%s",
+			 strcmp(sqlstate, "42883") == 0 ?
+			 " (or not in a version with cluster.register_worker)" : "");
+}
+
+Registration
 registry_register(void)
 {
 	static const Oid types[] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	char		capacity[16];
 	const char *values[4];
+	char		sqlstate[6];
 	PGresult   *res;
 
 	snprintf(capacity, sizeof(capacity), "%d", worker.opt.capacity);
@@ -121,55 +171,66 @@ registry_register(void)
 	values[3] = capacity;
 	res = run_query("could not register the worker",
 					"SELECT cluster.register_worker($1, $2, $3, $4)",
-					4, types, values);
+					4, types, values, sqlstate);
+	if (res == NULL && gone_for_good(sqlstate))
+	{
+		log_gone(sqlstate);
+		return REGISTRATION_GONE;
+	}
 	if (res == NULL)
-		return false;
+		return NOT_REGISTERED;
 	if (PQgetisnull(res, 0, 0))
 	{
 		wlog("WARNING", "cluster.register_worker returned no worker id");
 		PQclear(res);
-		return false;
+		return NOT_REGISTERED;
 	}
 	free(worker_id);
 	worker_id = xstrdup(PQgetvalue(res, 0, 0));
+	ever_registered = true;
 	PQclear(res);
 	wlog("LOG", "registered as worker %s for handler \"%s\" at %s",
 		 worker_id, worker.opt.handler, worker.address);
-	return true;
+	return REGISTERED;
 }
 
 /*
  * Tell the database this worker lives.  If it answers false the
  * registration has lapsed (expired, or removed): register again, unless
- * shutting down.  Failures are logged and retried on the next beat.
+ * shutting down.  Other failures are logged and retried on the next beat.
+ * Returns false once the registration is gone for good.
  */
-void
+bool
 registry_heartbeat(void)
 {
 	static const Oid types[] = {TEXTOID};
 	const char *values[1];
+	char		sqlstate[6];
 	PGresult   *res;
 	bool		alive;
 
 	if (worker_id == NULL)
-	{
-		if (!worker.shutting_down)
-			registry_register();
-		return;
-	}
+		return worker.shutting_down || registry_register() != REGISTRATION_GONE;
 	values[0] = worker_id;
 	res = run_query("heartbeat failed",
-					"SELECT cluster.worker_heartbeat($1)", 1, types, values);
-	if (res == NULL)
-		return;
-	alive = !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	if (!alive && !worker.shutting_down)
+					"SELECT cluster.worker_heartbeat($1)", 1, types, values,
+					sqlstate);
+	if (res == NULL && !gone_for_good(sqlstate))
+		return true;
+	alive = res != NULL && !PQgetisnull(res, 0, 0) &&
+		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (alive || worker.shutting_down)
 	{
-		wlog("LOG", "worker %s is no longer registered: registering again",
-			 worker_id);
-		registry_register();
+		PQclear(res);
+		return true;
 	}
+	wlog("LOG", "worker %s %s: registering again", worker_id,
+		 res != NULL ? "is no longer registered" : "may no longer heartbeat");
+	PQclear(res);
+	/* nothing left to unregister, whatever comes of this */
+	free(worker_id);
+	worker_id = NULL;
+	return registry_register() != REGISTRATION_GONE;
 }
 
 /* Remove the registration and close the database connection. */
@@ -178,6 +239,7 @@ registry_unregister(void)
 {
 	static const Oid types[] = {TEXTOID};
 	const char *values[1];
+	char		sqlstate[6];
 	PGresult   *res;
 
 	if (worker_id != NULL)
@@ -185,7 +247,7 @@ registry_unregister(void)
 		values[0] = worker_id;
 		res = run_query("could not unregister the worker",
 						"SELECT cluster.unregister_worker($1)",
-						1, types, values);
+						1, types, values, sqlstate);
 		if (res != NULL)
 		{
 			wlog("LOG", "unregistered worker %s", worker_id);

@@ -171,7 +171,7 @@ receive_fragment(Connection *c, const char *in, size_t len)
 	if (lws_frame_is_binary(c->wsi))
 		return close_with(c, CLOSE_UNSUPPORTED_DATA,
 						  "binary messages are not part of the protocol");
-	if (len > MAX_MESSAGE_SIZE - c->rx_len)
+	if (len > PROTOCOL_MAX_MESSAGE - c->rx_len)
 		return close_with(c, CLOSE_TOO_BIG, "message larger than 16 MiB");
 	append_rx(c, in, len);
 	if (!lws_is_final_fragment(c->wsi) ||

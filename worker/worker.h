@@ -21,9 +21,16 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
-#define PROTOCOL_VERSION	1
-#define MAX_MESSAGE_SIZE	(16 * 1024 * 1024)	/* larger: close with 1009 */
-#define MAX_ERROR_SIZE		4096	/* of a command's stderr, in a fail */
+/* PROTOCOL_VERSION, PROTOCOL_MAX_MESSAGE, PROTOCOL_MAX_ERROR: the leader's */
+#include "../src/wire.h"
+
+/*
+ * The exit status once the registration is gone for good: the handler was
+ * dropped, the extension is not installed, or our right was revoked.  A
+ * supervisor should not restart the worker on it (systemd:
+ * RestartPreventExitStatus=3).
+ */
+#define EXIT_REGISTRATION_GONE	3
 
 /* WebSocket close status codes (RFC 6455) */
 #define CLOSE_GOING_AWAY		1001
@@ -42,6 +49,7 @@ typedef struct Options
 	const char *conninfo;		/* NULL: libpq's PG* environment */
 	int			heartbeat_secs;
 	const char *exec_command;	/* NULL: --print */
+	bool		per_event;		/* --exec runs once per event, never a batch */
 	const char *tls_cert;
 	const char *tls_key;
 } Options;
@@ -68,17 +76,27 @@ typedef struct Connection
 	bool		closing;		/* close with 1001 once out_head drains */
 } Connection;
 
-/* One events message in --exec mode, from acceptance to its answer. */
+/*
+ * One events message in --exec mode, from acceptance to its answer.  Its
+ * command runs on the whole batch, or (--per-event, or after the batch
+ * failed) on each event alone, one run after another in the same slot.
+ */
 typedef struct Delivery
 {
 	struct Delivery *next;		/* in worker.running or worker.queued */
 	char	   *id;
 	Connection *conn;			/* NULL once the leader has gone */
-	json_t	   *events;			/* until handed to the child */
+	json_t	   *events;			/* until answered */
+	bool		one_by_one;		/* runs are of single events */
+	size_t		current;		/* one_by_one: the event running or next */
+	json_t	   *done;			/* one_by_one: ids of the events that passed */
+	json_t	   *failed;			/* one_by_one: [{eventId, error}] */
+	char	   *error;			/* set: fail the whole delivery with this */
+	bool		finished;		/* nothing left to run: answer it */
 	pid_t		pid;			/* 0 until started */
 	struct lws *stderr_wsi;		/* the child's stderr, adopted by lws */
 	size_t		err_len;
-	char		err[MAX_ERROR_SIZE];
+	char		err[PROTOCOL_MAX_ERROR];	/* what the leader keeps of it */
 } Delivery;
 
 typedef struct Worker
@@ -95,6 +113,7 @@ typedef struct Worker
 	int			n_queued;
 	bool		shutting_down;	/* refuse new deliveries */
 	bool		forced;			/* second signal: kill the children */
+	bool		gone;			/* registration gone for good: exit 3 */
 	int			signal_pipe[2]; /* written by signal handlers */
 } Worker;
 
@@ -122,6 +141,8 @@ extern int	protocol_receive(Connection *c, const char *text, size_t len,
 extern void protocol_ack(Connection *c, const char *delivery_id);
 extern void protocol_fail(Connection *c, const char *delivery_id,
 						  const char *error);
+extern void protocol_ack_failed(Connection *c, const char *delivery_id,
+								json_t *done, json_t *failed);
 
 /* delivery.c */
 extern void delivery_receive(Connection *c, const char *id, json_t *events);
@@ -132,8 +153,15 @@ extern void delivery_kill_all(void);
 extern bool delivery_none_in_flight(void);
 
 /* registry.c */
-extern bool registry_register(void);
-extern void registry_heartbeat(void);
+typedef enum Registration
+{
+	REGISTERED,
+	NOT_REGISTERED,				/* for now: try again at the next heartbeat */
+	REGISTRATION_GONE			/* for good: see EXIT_REGISTRATION_GONE */
+} Registration;
+
+extern Registration registry_register(void);
+extern bool registry_heartbeat(void);
 extern void registry_unregister(void);
 
 #endif							/* CLUSTER_WORKER_H */

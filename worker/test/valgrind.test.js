@@ -1,9 +1,11 @@
 'use strict';
-// One short session with cluster-worker under valgrind's memcheck: a secret
-// read from a file, every kind of message, an --exec delivery of each
-// outcome, a refused and a closed connection, a re-registration, and a
-// SIGTERM with a delivery in flight.  Any memory error or definite/indirect
-// leak fails the test.
+// Two short sessions with cluster-worker under valgrind's memcheck.  One:
+// a secret read from a file, every kind of message, an --exec delivery of
+// each outcome (a failing batch run again per event among them), a refused
+// and a closed connection, a re-registration, and a SIGTERM with a delivery
+// in flight.  Two: --per-event, then the registration gone for good (exit
+// 3) with a delivery in flight.  Any memory error or definite/indirect leak
+// fails the test.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
@@ -16,12 +18,17 @@ const {
 
 const SCRIPT = path.join(__dirname, 'handler.sh');
 
+// valgrind's options, its log going to dir/valgrind.log.
+function memcheck(dir) {
+  return ['valgrind', '--leak-check=full', '--show-leak-kinds=definite,indirect',
+    '--errors-for-leak-kinds=definite,indirect', '--error-exitcode=99',
+    `--log-file=${path.join(dir, 'valgrind.log')}`];
+}
+
 test('a session under valgrind --leak-check=full is clean', { timeout: 120000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-vg-'));
   const log = path.join(dir, 'valgrind.log');
-  const wrapper = ['valgrind', '--leak-check=full', '--show-leak-kinds=definite,indirect',
-    '--errors-for-leak-kinds=definite,indirect', '--error-exitcode=99',
-    `--log-file=${log}`];
+  const wrapper = memcheck(dir);
   const secretFile = path.join(dir, 'secret');
   fs.writeFileSync(secretFile, 'vg\n', { mode: 0o600 });
   const w = await Worker.start(['--handler', 'vg-h', '--secret-file', secretFile, '--capacity', '2',
@@ -35,6 +42,7 @@ test('a session under valgrind --leak-check=full is clean', { timeout: 120000 },
   leader.send(delivery('err', [event({ do: 'stderr' })]));
   leader.send(delivery('long', [event({ do: 'long-stderr' })]));
   leader.send(delivery('ok', [event({ do: 'nothing' })]));
+  leader.send(delivery('mixed', [event({ name: 'g' }), event({ name: 'b', bad: true })]));
   leader.send(delivery('empty', []));
   leader.send({ type: 'ping' });
   leader.send({ type: 'mystery' });
@@ -46,6 +54,7 @@ test('a session under valgrind --leak-check=full is clean', { timeout: 120000 },
   assert.equal((await leader.answer('err', 20000)).type, 'fail');
   assert.equal((await leader.answer('long', 20000)).type, 'fail');
   assert.equal((await leader.answer('ok', 20000)).type, 'ack');
+  assert.equal((await leader.answer('mixed', 20000)).failed.length, 1);
   assert.equal((await leader.answer('empty', 20000)).type, 'ack');
   assert.equal((await leader.answer('big', 20000)).type, 'fail');
   assert.equal((await leader.answer('frag', 20000)).type, 'ack');
@@ -74,5 +83,30 @@ test('a session under valgrind --leak-check=full is clean', { timeout: 120000 },
   const report = fs.readFileSync(log, 'utf8');
   assert.match(report, /ERROR SUMMARY: 0 errors/, report);
   assert.deepEqual(exit, { code: 0, signal: null }, report);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('--per-event, then the registration gone for good, under valgrind', { timeout: 120000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-vg-'));
+  const log = path.join(dir, 'valgrind.log');
+  const w = await Worker.start(['--handler', 'vg-gone-h', '--heartbeat', '1', '--per-event',
+    '--exec', `sleep 0.5; exec sh ${SCRIPT}`], { wrapper: memcheck(dir), timeout: 60000 });
+  const leader = await Leader.connect(w.url());
+  leader.send(delivery('per', [event({ name: 'g' }), event({ name: 'b', bad: true })]));
+  assert.equal((await leader.answer('per', 20000)).failed.length, 1);
+  leader.send(delivery('anon', [{ payload: {} }]));
+  assert.equal((await leader.answer('anon', 20000)).type, 'fail');
+
+  leader.send(delivery('inflight', [event({ name: 'g' }), event({ name: 'g2' })]));
+  sql(`INSERT INTO cluster.failures VALUES ('vg-gone-h', 'register', '42704', 'handler "vg-gone-h" does not exist')`);
+  sql(`DELETE FROM cluster.workers WHERE id = '${w.workerId}'`);
+  await w.waitLog(/no longer exists/, 20000);
+  assert.deepEqual(await leader.answer('inflight', 20000), { type: 'ack', deliveryId: 'inflight' });
+  assert.equal((await leader.closed).code, 1001);
+
+  const exit = await w.exited;
+  const report = fs.readFileSync(log, 'utf8');
+  assert.match(report, /ERROR SUMMARY: 0 errors/, report);
+  assert.deepEqual(exit, { code: 3, signal: null }, report);
   fs.rmSync(dir, { recursive: true });
 });

@@ -24,7 +24,7 @@ function calls(workerId) {
 test('--help documents every option; bad usage exits 2', () => {
   const help = execFileSync(WORKER, ['--help'], { encoding: 'utf8' });
   for (const option of ['--handler', '--listen', '--advertise', '--secret', '--secret-file', '--capacity',
-    '--db', '--heartbeat', '--exec', '--print', '--tls-cert', '--tls-key', '--help']) {
+    '--db', '--heartbeat', '--exec', '--per-event', '--print', '--tls-cert', '--tls-key', '--help']) {
     assert.match(help, new RegExp(`\\s${option}\\b`), option);
   }
   assert.equal(spawnSync(WORKER, []).status, 2);
@@ -32,6 +32,14 @@ test('--help documents every option; bad usage exits 2', () => {
   assert.equal(spawnSync(WORKER, ['--handler', 'h', '--listen', 'x', '--print']).status, 2);
   assert.equal(spawnSync(WORKER, ['--handler', 'h', '--listen', ':0', '--print',
     '--exec', 'true']).status, 2);
+  const perEventPrint = spawnSync(WORKER, ['--handler', 'h', '--listen', ':0', '--print', '--per-event'],
+    { encoding: 'utf8' });
+  assert.equal(perEventPrint.status, 2);
+  assert.match(perEventPrint.stderr, /--per-event goes with --exec/);
+  assert.match(help, /Exit status:[^]*\n {2}3 {2}the registration is gone for good/);
+  assert.match(help, /handler no longer exists/);
+  assert.match(help, /cluster extension is not installed/);
+  assert.match(help, /permission was denied/);
   assert.match(help, /other local users\s+can read it \(ps, \/proc\)/);
   assert.match(help, /CLUSTER_WORKER_SECRET/);
   assert.match(help, /PGPASSFILE/);
@@ -208,15 +216,20 @@ test("--exec 'cat >/dev/null': concurrent deliveries are acked", async () => {
   assert.equal((await w.stop()).code, 0);
 });
 
-test("--exec 'exit 3': every delivery fails with the exit status", async () => {
+test("--exec 'exit 3': every event fails with the exit status", async () => {
   const w = await Worker.start(['--handler', 'exit-h', '--exec', 'exit 3']);
   const leader = await Leader.connect(w.url());
+  const two = [event({}), event({})];
   leader.send(delivery('x1', [event({})]));
-  leader.send(delivery('x2', [event({}), event({})]));
+  leader.send(delivery('x2', two));
   assert.deepEqual(await leader.answer('x1'),
     { type: 'fail', deliveryId: 'x1', error: 'command exited with status 3' });
-  assert.deepEqual(await leader.answer('x2'),
-    { type: 'fail', deliveryId: 'x2', error: 'command exited with status 3' });
+  // each fails alone too: still one answer, an ack that fails both
+  assert.deepEqual(await leader.answer('x2'), {
+    type: 'ack',
+    deliveryId: 'x2',
+    failed: two.map((e) => ({ eventId: e.id, error: 'command exited with status 3' })),
+  });
   await leader.close();
   assert.equal((await w.stop()).code, 0);
 });
@@ -246,7 +259,7 @@ test('--exec: events on stdin as JSON lines, stdout passed through, stderr as th
   leader.send(delivery('long', [event({ do: 'long-stderr' })]));
   const long = await leader.answer('long');
   assert.equal(long.type, 'fail');
-  assert.equal(Buffer.byteLength(long.error), 4095); // 4096 bytes, less a cut 'é'
+  assert.equal(Buffer.byteLength(long.error), 1023); // PROTOCOL_MAX_ERROR, less a cut 'é'
   assert.match(long.error, /^x+$/);
 
   leader.send(delivery('kill', [event({ do: 'kill' })]));
@@ -258,6 +271,156 @@ test('--exec: events on stdin as JSON lines, stdout passed through, stderr as th
 
   await leader.close();
   assert.equal((await w.stop()).code, 0);
+});
+
+// Events for handler.sh: "bad" ones make it fail, saying "<name> is bad".
+function named(name, bad = false) {
+  return event(bad ? { name, bad } : { name });
+}
+
+// Every answer to deliveryId, after a ping has gone round: there must be one.
+async function allAnswers(leader, deliveryId) {
+  leader.send({ type: 'ping' });
+  await leader.expect((m) => m.type === 'pong', 'pong');
+  return leader.messages.filter((m) => m.deliveryId === deliveryId);
+}
+
+test('--exec: a failing batch runs again once per event; one ack fails just the bad events, each with its own stderr', async (t) => {
+  const w = await startWorker(t, ['--handler', 'narrow-h', '--exec', `exec sh ${SCRIPT}`]);
+  const leader = await Leader.connect(w.url());
+
+  const mixed = [named('g1'), named('b1', true), named('g2'), named('b2', true)];
+  leader.send(delivery('mixed', mixed));
+  assert.deepEqual(await leader.answer('mixed'), {
+    type: 'ack',
+    deliveryId: 'mixed',
+    failed: [{ eventId: mixed[1].id, error: 'b1 is bad' }, { eventId: mixed[3].id, error: 'b2 is bad' }],
+  });
+  assert.deepEqual(await allAnswers(leader, 'mixed'), []);
+  await w.waitLog(/delivery mixed: the command failed on its 4 events: running it once per event/);
+  await w.waitLog(/delivery mixed: 2 of its 4 events failed/);
+
+  // every event fails alone too: still one ack, failing them all
+  const bad = [named('b3', true), named('b4', true)];
+  leader.send(delivery('all-bad', bad));
+  assert.deepEqual(await leader.answer('all-bad'), {
+    type: 'ack',
+    deliveryId: 'all-bad',
+    failed: [{ eventId: bad[0].id, error: 'b3 is bad' }, { eventId: bad[1].id, error: 'b4 is bad' }],
+  });
+  assert.deepEqual(await allAnswers(leader, 'all-bad'), []);
+
+  // a single event has nothing to narrow: fail, as before
+  leader.send(delivery('one', [named('b5', true)]));
+  assert.deepEqual(await leader.answer('one'), { type: 'fail', deliveryId: 'one', error: 'b5 is bad' });
+
+  // numeric ids are named as they came; an event without an id can't be
+  leader.sendRaw('{"type":"events","deliveryId":"num","events":[{"id":41,"payload":{"name":"g3"}},'
+    + '{"id":42,"payload":{"name":"b6","bad":true}}]}');
+  assert.deepEqual(await leader.answer('num'),
+    { type: 'ack', deliveryId: 'num', failed: [{ eventId: 42, error: 'b6 is bad' }] });
+  leader.sendRaw('{"type":"events","deliveryId":"anon","events":[{"id":"43","payload":{"name":"g4"}},'
+    + '{"payload":{"name":"b7","bad":true}}]}');
+  assert.deepEqual(await leader.answer('anon'), { type: 'fail', deliveryId: 'anon', error: 'b7 is bad' });
+
+  await leader.close();
+  assert.equal((await w.stop()).code, 0);
+
+  // a batch that fails only as a batch: each event passes alone, a plain ack
+  const w2 = await startWorker(t, ['--handler', 'narrow2-h', '--exec',
+    '[ "$(wc -l)" -le 1 ] || { echo "one at a time" >&2; exit 1; }']);
+  const l2 = await Leader.connect(w2.url());
+  l2.send(delivery('flaky', [named('g5'), named('g6')]));
+  assert.deepEqual(await l2.answer('flaky'), { type: 'ack', deliveryId: 'flaky' });
+  await l2.close();
+  assert.equal((await w2.stop()).code, 0);
+});
+
+test('--per-event: the command runs once per event, never on the batch, and one ack fails the bad ones', async (t) => {
+  // each run prints how many events it got, then hands them to handler.sh
+  const command = `input=$(cat); printf '%s\\n' "$input" | wc -l; printf '%s\\n' "$input" | exec sh ${SCRIPT}`;
+  const w = await startWorker(t, ['--handler', 'per-h', '--per-event', '--exec', command]);
+  await w.waitLog(/per-event exec mode/);
+  const leader = await Leader.connect(w.url());
+
+  const three = [named('g1'), named('b1', true), named('g2')];
+  leader.send(delivery('three', three));
+  assert.deepEqual(await leader.answer('three'),
+    { type: 'ack', deliveryId: 'three', failed: [{ eventId: three[1].id, error: 'b1 is bad' }] });
+  assert.deepEqual(await allAnswers(leader, 'three'), []);
+
+  // one event answers the same way; all good, a plain ack
+  const one = named('b2', true);
+  leader.send(delivery('one-bad', [one]));
+  assert.deepEqual(await leader.answer('one-bad'),
+    { type: 'ack', deliveryId: 'one-bad', failed: [{ eventId: one.id, error: 'b2 is bad' }] });
+  leader.send(delivery('good', [named('g3'), named('g4')]));
+  assert.deepEqual(await leader.answer('good'), { type: 'ack', deliveryId: 'good' });
+  leader.send(delivery('empty', []));
+  assert.deepEqual(await leader.answer('empty'), { type: 'ack', deliveryId: 'empty' });
+  await until(() => w.stdoutLines().length >= 6, 'a line per run');
+  assert.deepEqual(w.stdoutLines(), ['1', '1', '1', '1', '1', '1']);
+  assert.doesNotMatch(w.stderr, /running it once per event/);
+
+  // an event without an id can't be answered on its own
+  leader.sendRaw('{"type":"events","deliveryId":"anon","events":[{"payload":{"name":"g5"}}]}');
+  assert.deepEqual(await leader.answer('anon'), { type: 'fail', deliveryId: 'anon',
+    error: '--per-event answers each event by its id, and an event has none' });
+  await leader.close();
+  assert.equal((await w.stop()).code, 0);
+});
+
+test('per-event runs take turns in their delivery\'s slot: never more commands than --capacity', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-cap-'));
+  t.after(() => fs.rmSync(dir, { recursive: true }));
+  // a second command running at the same time finds the lock taken
+  const command = `mkdir ${dir}/lock || { echo overlap >&2; exit 1; }; sleep 0.1; rmdir ${dir}/lock`;
+  for (const mode of [['--per-event'], []]) {
+    const w = await startWorker(t, ['--handler', 'pcap-h', ...mode, '--capacity', '1', '--exec',
+      mode.length ? command : `[ "$(wc -l)" -le 1 ] || exit 1; ${command}`]);
+    const leader = await Leader.connect(w.url());
+    const start = Date.now();
+    leader.send(delivery('p1', [named('a'), named('b'), named('c')]));
+    leader.send(delivery('p2', [named('d'), named('e'), named('f')]));
+    assert.deepEqual(await leader.answer('p1'), { type: 'ack', deliveryId: 'p1' }, mode);
+    assert.deepEqual(await leader.answer('p2'), { type: 'ack', deliveryId: 'p2' }, mode);
+    assert.ok(Date.now() - start >= 600, `six runs, one after another (${Date.now() - start} ms)`);
+    await leader.close();
+    assert.equal((await w.stop()).code, 0);
+  }
+});
+
+test('SIGTERM while a delivery runs its events one by one: they all run, one full answer', async (t) => {
+  const w = await startWorker(t, ['--handler', 'pterm-h', '--exec', `sleep 0.3; exec sh ${SCRIPT}`]);
+  const leader = await Leader.connect(w.url());
+  const events = [named('g1'), named('b1', true), named('g2')];
+  leader.send(delivery('slow', events));
+  await w.waitLog(/running it once per event/);
+  w.signal('SIGTERM');
+  await w.waitLog(/shutting down: finishing 1 running and 0 queued deliveries/);
+  assert.deepEqual(await leader.answer('slow'),
+    { type: 'ack', deliveryId: 'slow', failed: [{ eventId: events[1].id, error: 'b1 is bad' }] });
+  assert.equal((await leader.closed).code, 1001);
+  assert.deepEqual(await w.exited, { code: 0, signal: null });
+});
+
+test('a second signal mid-way through per-event runs: the ack names what ran, the rest is sent again', async (t) => {
+  const w = await startWorker(t, ['--handler', 'pkill-h', '--per-event', '--exec',
+    'grep -q \'"slow":true\' && sleep 30; exit 0']);
+  const leader = await Leader.connect(w.url());
+  const events = [event({ n: 1 }), event({ slow: true }), event({ n: 3 })];
+  leader.send(delivery('forced', events));
+  await sleep(300);
+  w.signal('SIGINT');
+  await w.waitLog(/shutting down/);
+  w.signal('SIGTERM');
+  assert.deepEqual(await leader.answer('forced'), {
+    type: 'ack',
+    deliveryId: 'forced',
+    eventIds: [events[0].id],
+    failed: [{ eventId: events[1].id, error: 'command killed by signal 9' }],
+  });
+  assert.deepEqual(await w.exited, { code: 1, signal: null });
 });
 
 test('capacity: at most N commands at once, a bounded queue, then refusals', async () => {
@@ -375,6 +538,109 @@ test('heartbeats with --db; registers again once the registration lapses', async
   assert.equal(sql(`SELECT count(*) FROM cluster.workers WHERE handler = 'beat-h'`), '0');
 });
 
+// Make the stub's register_worker or worker_heartbeat raise for a handler.
+function failing(handler, fn, sqlstate, message) {
+  sql(`INSERT INTO cluster.failures VALUES ('${handler}', '${fn}', '${sqlstate}', '${message.replace(/'/g, "''")}')`);
+}
+
+// The exit of a worker that is to stop on its own.
+async function exitOf(w, timeout = 8000) {
+  await until(() => w.exit, 'the worker to exit', timeout);
+  return w.exit;
+}
+
+// After the FATAL line, nothing may talk to the database.
+function assertQuietAfterFatal(w) {
+  const after = w.stderr.slice(w.stderr.indexOf('FATAL'));
+  assert.doesNotMatch(after, /heartbeat|registering again|could not register|unregister/, w.stderr);
+}
+
+test('the handler dropped: registering again fails with 42704, no more heartbeats, 1001, exit 3', async (t) => {
+  const w = await startWorker(t, ['--handler', 'dropped-h', '--print', '--heartbeat', '1']);
+  const leader = await Leader.connect(w.url());
+  await until(() => calls(w.workerId).some((c) => c[0] === 'heartbeat'), 'a heartbeat', 4000);
+  // as the extension does: the handler's workers go with it
+  failing('dropped-h', 'register', '42704', 'handler "dropped-h" does not exist');
+  sql(`DELETE FROM cluster.workers WHERE id = '${w.workerId}'`);
+
+  assert.deepEqual(await exitOf(w), { code: 3, signal: null });
+  assert.match(w.stderr, /worker \S+ is no longer registered: registering again/);
+  assert.match(w.stderr, /FATAL: handler "dropped-h" no longer exists/);
+  assert.match(w.stderr, /stopping, to exit with status 3/);
+  assertQuietAfterFatal(w);
+  assert.equal((await leader.closed).code, 1001);
+  const beats = calls(w.workerId).length;
+  assert.equal(calls(w.workerId).at(-1)[0], 'heartbeat'); // nothing to unregister
+  await sleep(1200);
+  assert.equal(calls(w.workerId).length, beats);
+
+  // at startup the same failure is an ordinary error: exit 1
+  const r = spawnSync(WORKER, ['--handler', 'dropped-h', '--listen', '127.0.0.1:0', '--print'],
+    { encoding: 'utf8', timeout: 5000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /FATAL: handler "dropped-h" does not exist/);
+});
+
+test('permission revoked: heartbeat and registration fail with 42501; deliveries in flight finish; exit 3', async (t) => {
+  const w = await startWorker(t, ['--handler', 'revoked-h', '--heartbeat', '1', '--exec', 'sleep 2.5; cat >/dev/null']);
+  const leader = await Leader.connect(w.url());
+  leader.send(delivery('inflight', [event({})]));
+  await sleep(100);
+  // a member of a revoked role: its registration stays, but it may not use it
+  failing('revoked-h', 'heartbeat', '42501', `permission denied for worker ${w.workerId}`);
+  failing('revoked-h', 'register', '42501', 'permission denied for the workers of handler "revoked-h"');
+
+  await w.waitLog(/FATAL: permission denied: role "postgres" may no longer register workers for handler "revoked-h"/, 4000);
+  await w.waitLog(/stopping, to exit with status 3: finishing 1 running and 0 queued deliveries/);
+  leader.send(delivery('late', [event({})]));
+  assert.deepEqual(await leader.answer('late'),
+    { type: 'fail', deliveryId: 'late', error: 'worker is shutting down' });
+  assert.deepEqual(await leader.answer('inflight', 5000), { type: 'ack', deliveryId: 'inflight' });
+  assert.equal((await leader.closed).code, 1001);
+  assert.deepEqual(await exitOf(w), { code: 3, signal: null });
+  assertQuietAfterFatal(w);
+});
+
+test('the extension gone (3F000, 42883): exit 3, saying it is not installed', async (t) => {
+  const cases = [['nosch-h', '3F000', 'schema "cluster" does not exist'],
+    ['nofn-h', '42883', 'function cluster.register_worker(text, text, text, integer) does not exist']];
+  const workers = await Promise.all(cases.map(([handler]) => startWorker(t,
+    ['--handler', handler, '--print', '--heartbeat', '1'])));
+  for (const [handler, sqlstate, message] of cases) {
+    failing(handler, 'heartbeat', sqlstate, message);
+    failing(handler, 'register', sqlstate, message);
+  }
+  for (const w of workers) {
+    assert.deepEqual(await exitOf(w), { code: 3, signal: null });
+    assert.match(w.stderr, /FATAL: the cluster extension is not installed in this database/);
+    assertQuietAfterFatal(w);
+  }
+  assert.match(workers[1].stderr, /not in a version with cluster\.register_worker/);
+});
+
+test('transient failures (a timeout) are retried at the next heartbeat, never fatal', async (t) => {
+  const w = await startWorker(t, ['--handler', 'flaky-h', '--print', '--heartbeat', '1']);
+  const timeout = 'canceling statement due to statement timeout';
+  failing('flaky-h', 'heartbeat', '57014', timeout);
+  await until(() => (w.stderr.match(/heartbeat failed: ERROR: {2}canceling statement/g) || []).length >= 2,
+    'two failed heartbeats', 5000);
+  assert.doesNotMatch(w.stderr, /registering again/);
+
+  failing('flaky-h', 'register', '57014', timeout);
+  sql(`DELETE FROM cluster.failures WHERE handler = 'flaky-h' AND fn = 'heartbeat'`);
+  sql(`DELETE FROM cluster.workers WHERE id = '${w.workerId}'`);
+  await until(() => (w.stderr.match(/could not register the worker: ERROR: {2}canceling statement/g) || []).length >= 2,
+    'two failed registrations', 5000);
+  assert.equal(w.exit, null);
+  assert.doesNotMatch(w.stderr, /FATAL/);
+
+  sql(`DELETE FROM cluster.failures WHERE handler = 'flaky-h'`);
+  const again = await w.waitLog(/registered as worker (\S+) for handler "flaky-h"[^]*registered as worker (\S+)/, 4000);
+  assert.notEqual(again[2], w.workerId);
+  assert.equal((await w.stop()).code, 0);
+  assert.equal(calls(again[2]).at(-1)[0], 'unregister');
+});
+
 test('SIGTERM: new deliveries fail, in-flight ones finish, then unregister and exit 0', async () => {
   const w = await Worker.start(['--handler', 'term-h', '--exec', 'sleep 1; cat >/dev/null']);
   const leader = await Leader.connect(w.url());
@@ -422,6 +688,21 @@ test('a leader that leaves mid-delivery: the answer is dropped, service goes on'
   const second = await Leader.connect(w.url());
   second.send(delivery('next', [event({})]));
   assert.equal((await second.answer('next')).type, 'ack');
+  await second.close();
+  assert.equal((await w.stop()).code, 0);
+});
+
+test('a leader that leaves during per-event runs: the running one finishes, no more start', async (t) => {
+  const w = await startWorker(t, ['--handler', 'pgone-h', '--per-event', '--exec', 'sleep 0.3']);
+  const first = await Leader.connect(w.url());
+  first.send(delivery('orphan', [event({}), event({}), event({})]));
+  await sleep(100);
+  await first.close();
+  await w.waitLog(/delivery orphan: its connection has closed: 2 of its events left for the leader to send again/);
+  await w.waitLog(/delivery orphan done \(0 events failed\), but its connection has closed: ack dropped/);
+  const second = await Leader.connect(w.url());
+  second.send(delivery('next', [event({})]));
+  assert.deepEqual(await second.answer('next'), { type: 'ack', deliveryId: 'next' });
   await second.close();
   assert.equal((await w.stop()).code, 0);
 });

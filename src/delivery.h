@@ -7,14 +7,18 @@
  * A delivery is one batch sent to one worker, named "fence.run.seq" so that
  * answers to an older leader or an older load of the handler are told
  * apart.  It ends with an ack (its events are done, its patch is applied
- * at the next commit), a fail (a failed attempt for its events), or the
- * handler's ack_timeout (a failed attempt too).  A lost connection gives
+ * at the next commit; an ack's "failed" events fail), a fail (a failed
+ * attempt for its events), or the handler's ack_timeout.  A lost connection gives
  * its deliveries' events back at once, without counting an attempt.  With
  * key ordering, keys map to the connected workers by consistent hashing,
  * and an event waits while an earlier one of its key is in flight, so
  * per-key order holds while workers come and go.  Each worker gets at
  * most "capacity" deliveries in flight.  Everything a worker sends is
  * untrusted: what can't be trusted closes its connection with a status.
+ * A delivery whose ack_timeout passes makes its worker unhealthy for a
+ * while (no new keys while another is healthy) and goes to a healthy
+ * worker without an attempt; delivery_replay() sends dead letters marked
+ * for replay, one batch at a time.
  *
  *-------------------------------------------------------------------------
  */

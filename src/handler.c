@@ -18,9 +18,7 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
-#include "delivery.h"
 #include "handler.h"
-#include "sql_handler.h"
 #include "xact.h"
 
 static void
@@ -100,7 +98,6 @@ handler_load(HandlerRun *h)
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "handler %d disappeared", h->id);
-	delivery_forget(h);
 	h->epoch = DatumGetInt32(spi_getdatum(0, 1, &isnull));
 	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 2, &isnull)));
 	cursor.id = DatumGetInt64(spi_getdatum(0, 3, &isnull));
@@ -267,28 +264,6 @@ handler_replay_outcome(HandlerRun *h, int64 dead_letter_id, const char *error,
 	spi_exec_checked("UPDATE cluster.dead_letters SET attempts = attempts + 1, "
 					 "last_error = $2, replay = false, failed_at = pg_catalog.now() WHERE id = $1",
 					 2, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * Hand dead letters marked for replay to the function again, one at a
- * time (replays are not ordered by key), when no worker takes them.
- */
-void
-handler_replay(HandlerRun *h, BatchOutcome *out)
-{
-	int64	   *ids;
-	Jsonb	  **events;
-	int		   *attempts;
-	int			n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
-
-	for (int i = 0; i < n; i++)
-	{
-		char	   *error;
-
-		if (sql_handler_call(h, &events[i], &attempts[i], 1, &error))
-			error = NULL;
-		handler_replay_outcome(h, ids[i], error, out);
-	}
 }
 
 /*

@@ -9,6 +9,12 @@
  * of every round, so a lost right stops the handler (visibly, through the
  * round's error) and never fails an event.
  *
+ * The per-event outcomes live here, for the local and the remote path
+ * alike: handler_event_failed() (a failed attempt, dead letter at
+ * max_attempts), handler_event_refused() (dead-lettered at once) and
+ * handler_replay_outcome() (a replayed dead letter done or failed).  This
+ * module calls neither delivery.c nor sql_handler.c: they call it.
+ *
  * handler_load() rebuilds the tracker from the handler's row (cursor, done
  * events above it, attempts of failed events), so that a new leader
  * re-sends only what was really in flight.  handler_commit() writes what a
@@ -82,7 +88,6 @@ extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 						   const char *lease_key, int64 fence);
 extern void handler_record_error(HandlerRun *h, const char *message);
-extern void handler_replay(HandlerRun *h, BatchOutcome *out);
 extern int	handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 								 Jsonb ***events, int **attempts);
 extern void handler_replay_outcome(HandlerRun *h, int64 dead_letter_id,

@@ -43,6 +43,7 @@
 #define RETENTION_EVERY_MS 60000
 
 static void leader_load(Leader *l);
+static void leader_report_workers(void);
 static void leader_load_workers(Leader *l);
 
 static long
@@ -82,7 +83,10 @@ handler_round(Leader *l, HandlerRun *h)
 	worker_xact_begin("cluster: pumping");
 	handler_check_rights(h);
 	if (h->needs_load)
+	{
+		delivery_forget(h);
 		handler_load(h);
+	}
 	if (h->conns != NIL)
 		delivery_settle(l, h, &out);
 	remote = delivery_remote(h);
@@ -90,7 +94,7 @@ handler_round(Leader *l, HandlerRun *h)
 	if (h->replay_pending && remote)
 		delivery_replay(l, h);
 	else if (h->replay_pending && h->function != InvalidOid)
-		handler_replay(h, &out);
+		sql_handler_replay(h, &out);
 	room = Min(tracker_room(t), h->batch_size);
 	if (room > 0 && (remote || h->function != InvalidOid))
 		got = pump_read(h->pump, t, room);
@@ -242,7 +246,7 @@ leader_work(Leader *l)
 	foreach(lc, l->handlers)
 		wait = Min(wait, handler_work(l, lfirst(lc)));
 	if (transport_active())
-		shmem_worker_report();
+		leader_report_workers();
 	if (GetCurrentTimestamp() >= l->next_retention)
 	{
 		retention_run(l);
@@ -268,6 +272,33 @@ leader_work(Leader *l)
 #define Anum_h_function_missing 12
 #define Anum_h_ack_timeout_ms	13
 #define Anum_h_max_batch_bytes	14
+
+/* What cluster.workers shows: pushed into shared memory after each pass. */
+static void
+leader_report_workers(void)
+{
+	int			n = transport_count();
+	WorkerStat *stats = palloc0(sizeof(WorkerStat) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		WorkerConn *c = transport_get(i);
+		WorkerStat *stat = &stats[i];
+
+		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
+		stat->connected = c->connected;
+		stat->in_flight = c->in_flight;
+		stat->delivered = c->delivered;
+		stat->acked = c->acked;
+		stat->failed = c->failed;
+		stat->reconnects = Max(c->dials - 1, 0);
+		stat->rtt_ms = c->rtt_ms;
+		stat->unhealthy_until = c->unhealthy_until;
+		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
+	}
+	shmem_worker_report(stats, n);
+	pfree(stats);
+}
 
 /*
  * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept

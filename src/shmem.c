@@ -13,7 +13,6 @@
 
 #include "cluster.h"
 #include "shmem.h"
-#include "transport.h"
 
 ClusterShared *cluster_shared = NULL;
 
@@ -190,33 +189,30 @@ worker_stat_slot(const char *id)
 	return free_stat;
 }
 
-/* Copy the leader's connection counters where cluster.workers reads them. */
-void
-shmem_worker_report(void)
+/* Entries of this leader's workers go; the lock is held exclusively. */
+static void
+forget_my_workers(void)
 {
-	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
-	/* connections closed since the last report leave no entry behind */
 	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
 		if (cluster_shared->workers[i].leader_pid == MyProcPid)
 			memset(&cluster_shared->workers[i], 0, sizeof(WorkerStat));
-	for (int i = 0; i < transport_count(); i++)
+}
+
+/* Copy the leader's connection counters where cluster.workers reads them. */
+void
+shmem_worker_report(WorkerStat *stats, int n)
+{
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	/* connections closed since the last report leave no entry behind */
+	forget_my_workers();
+	for (int i = 0; i < n; i++)
 	{
-		WorkerConn *c = transport_get(i);
-		WorkerStat *stat = worker_stat_slot(c->id);
+		WorkerStat *stat = worker_stat_slot(stats[i].worker_id);
 
 		if (stat == NULL)
 			break;
-		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
+		*stat = stats[i];
 		stat->leader_pid = MyProcPid;
-		stat->connected = c->connected;
-		stat->in_flight = c->in_flight;
-		stat->delivered = c->delivered;
-		stat->acked = c->acked;
-		stat->failed = c->failed;
-		stat->reconnects = Max(c->dials - 1, 0);
-		stat->rtt_ms = c->rtt_ms;
-		stat->unhealthy_until = c->unhealthy_until;
-		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
 	}
 	LWLockRelease(cluster_shared->lock);
 }
@@ -225,8 +221,6 @@ void
 shmem_worker_forget(void)
 {
 	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < CLUSTER_WORKER_STATS; i++)
-		if (cluster_shared->workers[i].leader_pid == MyProcPid)
-			memset(&cluster_shared->workers[i], 0, sizeof(WorkerStat));
+	forget_my_workers();
 	LWLockRelease(cluster_shared->lock);
 }

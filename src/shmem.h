@@ -96,7 +96,7 @@ extern uint64 shmem_config_generation(void);
 extern void shmem_config_changed(void);
 extern void shmem_handler_report(int32 handler_id, int in_flight);
 extern void shmem_handler_forget(void);
-extern void shmem_worker_report(void);
+extern void shmem_worker_report(WorkerStat *stats, int n);
 extern void shmem_worker_forget(void);
 
 #endif							/* CLUSTER_SHMEM_H */

@@ -195,3 +195,25 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 		}
 	}
 }
+
+/*
+ * Hand dead letters marked for replay to the function again, one at a
+ * time (replays are not ordered by key), when no worker takes them.
+ */
+void
+sql_handler_replay(HandlerRun *h, BatchOutcome *out)
+{
+	int64	   *ids;
+	Jsonb	  **events;
+	int		   *attempts;
+	int			n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *error;
+
+		if (sql_handler_call(h, &events[i], &attempts[i], 1, &error))
+			error = NULL;
+		handler_replay_outcome(h, ids[i], error, out);
+	}
+}

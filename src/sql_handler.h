@@ -11,6 +11,8 @@
  * the state as patched; the round's commit makes it all durable at once.
  * A failed batch is retried event by event to isolate the bad event; with
  * key ordering, events after a failed one of the same key are held back.
+ * sql_handler_replay() hands dead letters marked for replay to the
+ * function one at a time, when no worker takes them (delivery_replay).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,5 +26,6 @@ extern void sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n,
 extern Datum sql_handler_batch(Jsonb **events, int *attempts, int n);
 extern bool sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts,
 							 int n, char **error);
+extern void sql_handler_replay(HandlerRun *h, BatchOutcome *out);
 
 #endif							/* CLUSTER_SQL_HANDLER_H */

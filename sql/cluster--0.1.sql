@@ -1235,18 +1235,18 @@ $$;
 /*
  * The leader's cursor commit: fenced (the lease row is locked in share mode
  * and must still carry the leader's fence, so a new leader's take waits for
- * this transaction), conditional on the epoch, and made of deltas.
+ * this transaction), conditional on the epoch, and made of deltas.  State
+ * patches were applied already, where they came from, in this transaction.
  * Returns false when the commit must not happen: the caller rolls back.
  */
 CREATE FUNCTION cluster._commit_handler(handler_id int, epoch int, lease_key text,
 	fence bigint, cursor jsonb, done jsonb, retry jsonb, processed bigint,
-	failed bigint, dead bigint, last_error text, patches jsonb[])
+	failed bigint, dead bigint, last_error text)
 RETURNS boolean LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	doc jsonb;
-	patch jsonb;
 BEGIN
 	PERFORM FROM cluster.lease l WHERE l.key = $3 AND l.fence = $4 FOR SHARE;
 	IF NOT FOUND THEN
@@ -1268,9 +1268,6 @@ BEGIN
 	IF $11 IS NOT NULL THEN
 		doc := jsonb_set(doc, '{last_error}', jsonb_build_object('message', $11, 'at', now()));
 	END IF;
-	FOREACH patch IN ARRAY coalesce($12, '{}') LOOP
-		doc := cluster._apply_patch(doc, patch);
-	END LOOP;
 	UPDATE cluster.handler h SET state = doc WHERE h.id = $1;
 	RETURN true;
 END

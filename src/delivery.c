@@ -272,32 +272,31 @@ in_list(int64 id, WorkerMessage *msg)
 	return false;
 }
 
-typedef struct PatchCheck
+typedef struct PatchApply
 {
+	HandlerRun *h;
 	const char *text;
-	Jsonb	   *patch;
-} PatchCheck;
+} PatchApply;
 
 static void
-check_patch(void *arg)
+apply_patch(void *arg)
 {
-	PatchCheck *check = arg;
-	Oid			types[1] = {JSONBOID};
-	Datum		values[1];
+	PatchApply *apply = arg;
 
-	check->patch = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(check->text)));
-	values[0] = JsonbPGetDatum(check->patch);
-	spi_exec_checked("SELECT cluster._check_patch($1)", 1, types, values, NULL,
-					 SPI_OK_SELECT);
+	handler_apply_patch(apply->h,
+						DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(apply->text))));
 }
 
-/* A patch from a worker is checked like one from a SQL function. */
-static Jsonb *
-checked_patch(const char *text, char **error)
+/*
+ * A patch from a worker is checked and applied like one from a SQL
+ * function, in a subtransaction: one that fails fails the delivery.
+ */
+static bool
+applied_patch(HandlerRun *h, const char *text, char **error)
 {
-	PatchCheck	check = {text, NULL};
+	PatchApply	apply = {h, text};
 
-	return subxact_run(check_patch, &check, error) ? check.patch : NULL;
+	return subxact_run(apply_patch, &apply, error);
 }
 
 /*
@@ -358,7 +357,6 @@ static void
 answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 	   WorkerMessage *msg, BatchOutcome *out)
 {
-	Jsonb	   *patch = NULL;
 	char	   *error = msg->error ? pstrdup(msg->error) : "the worker failed the delivery";
 	int64		foreign;
 
@@ -387,8 +385,9 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 
 	if (msg->type == WORKER_ACK && msg->patch)
 	{
-		patch = checked_patch(msg->patch, &error);
-		if (patch == NULL)
+		if (applied_patch(h, msg->patch, &error))
+			out->patched = true;
+		else
 			msg->type = WORKER_FAIL;	/* a bad patch fails the delivery */
 	}
 	for (int i = 0; i < d->n && d->replay_ids; i++)
@@ -420,8 +419,6 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 		else
 			handler_event_failed(h, ev, error, out);
 	}
-	if (patch)
-		out->patches = lappend(out->patches, patch);
 	c->timeouts = 0;			/* it answered in time */
 	c->unhealthy_until = 0;
 	if (msg->type == WORKER_ACK)

@@ -142,17 +142,23 @@ insert_dead_letters(HandlerRun *h, List *dead)
 					 5, types, values, NULL, SPI_OK_INSERT);
 }
 
-static Datum
-patches_array(List *patches)
+/*
+ * Check a state patch and apply it to the handler's state at once, in the
+ * caller's (sub)transaction: a bad patch, or one that can't be applied to
+ * the state as it is, fails where it came from (the function's call, the
+ * worker's delivery), never the round's commit.  The next patch sees the
+ * state as patched; the round's fenced commit makes it durable.
+ */
+void
+handler_apply_patch(HandlerRun *h, Jsonb *patch)
 {
-	int			n = list_length(patches);
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			k = 0;
-	ListCell   *lc;
+	Oid			types[2] = {INT4OID, JSONBOID};
+	Datum		values[2] = {Int32GetDatum(h->id), JsonbPGetDatum(patch)};
 
-	foreach(lc, patches)
-		elems[k++] = JsonbPGetDatum(lfirst(lc));
-	return PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT));
+	spi_exec_checked("SELECT cluster._check_patch($2)", 2, types, values, NULL,
+					 SPI_OK_SELECT);
+	spi_exec_checked("UPDATE cluster.handler SET state = cluster._apply_patch(state, $2) WHERE id = $1",
+					 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
 bool
@@ -162,10 +168,10 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 	StringInfoData cursor,
 				done,
 				retry;
-	Oid			types[12] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
-	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID, JSONBARRAYOID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			types[11] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
+	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
 	bool		isnull;
 
 	initStringInfo(&cursor);
@@ -185,10 +191,9 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 	values[9] = Int64GetDatum(list_length(out->dead));
 	values[10] = out->last_error ? CStringGetTextDatum(out->last_error) : (Datum) 0;
 	nulls[10] = out->last_error ? ' ' : 'n';
-	values[11] = patches_array(out->patches);
 
-	spi_exec_checked("SELECT cluster._commit_handler($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-					 12, types, values, nulls, SPI_OK_SELECT);
+	spi_exec_checked("SELECT cluster._commit_handler($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					 11, types, values, nulls, SPI_OK_SELECT);
 	if (!DatumGetBool(spi_getdatum(0, 1, &isnull)))
 		return false;
 	if (out->dead != NIL)

@@ -79,7 +79,7 @@ typedef struct BatchOutcome
 	int64		processed;
 	int64		failed;
 	List	   *dead;			/* DeadLetter * */
-	List	   *patches;		/* Jsonb *, in order */
+	bool		patched;		/* a state patch was applied: commit, fenced */
 	char	   *last_error;
 } BatchOutcome;
 
@@ -88,6 +88,7 @@ extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 						   const char *lease_key, int64 fence);
 extern void handler_record_error(HandlerRun *h, const char *message);
+extern void handler_apply_patch(HandlerRun *h, Jsonb *patch);
 extern int	handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 								 Jsonb ***events, int **attempts);
 extern void handler_replay_outcome(HandlerRun *h, int64 dead_letter_id,

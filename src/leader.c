@@ -130,7 +130,7 @@ handler_round(Leader *l, HandlerRun *h)
 	else
 		wait = cluster_poll_interval;
 
-	if (out.processed > 0 || out.failed > 0 || out.patches != NIL)
+	if (out.processed > 0 || out.failed > 0 || out.patched)
 	{
 		tracker_advance(t);
 		if (!handler_commit(h, &out, l->lease_key, l->fence))

@@ -62,23 +62,6 @@ sql_handler_batch(Jsonb **events, int *attempts, int n)
 }
 
 /*
- * Check a returned patch and apply it to the handler's state at once, in
- * the call's subtransaction: a bad patch fails the call, and the next call
- * of the same transaction sees the state as patched.
- */
-static void
-apply_patch(HandlerRun *h, Datum patch)
-{
-	Oid			types[2] = {INT4OID, JSONBOID};
-	Datum		values[2] = {Int32GetDatum(h->id), patch};
-
-	spi_exec_checked("SELECT cluster._check_patch($2)", 2, types, values, NULL,
-					 SPI_OK_SELECT);
-	spi_exec_checked("UPDATE cluster.handler SET state = cluster._apply_patch(state, $2) WHERE id = $1",
-					 2, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/*
  * Call the function as the handler's owner, in a security-restricted
  * operation (see restricted.h); returns the patch or NULL.  The owner's
  * right to execute it was checked at the start of the round.
@@ -118,7 +101,7 @@ call_in_subxact(void *arg)
 									  sql_handler_batch(call->events, call->attempts, call->n));
 
 	if (patch)
-		apply_patch(call->h, JsonbPGetDatum(patch));
+		handler_apply_patch(call->h, patch);
 }
 
 /*

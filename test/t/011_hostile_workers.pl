@@ -138,6 +138,20 @@ for (split /\n/, slurp_file("$odd.log"))
 }
 is(scalar(grep { ($_->{ok} // 0) > 1 } values %seen), 0, 'fail-odd: no innocent event was handed out twice');
 
+# a patch that passes the check but can't be applied fails its delivery,
+# not the round: the handler goes on
+$node->safe_psql('postgres', "SELECT cluster.create_pump('arrays')");
+hostile('ws', 'array-key', handler => 'arrays', pump => 'arrays',
+	settings => 'max_attempts => 1');
+$node->safe_psql('postgres', "SELECT cluster.publish('arrays', jsonb_build_object('n', i)) FROM generate_series(1, 3) i");
+ok(defined poll_until($node, "SELECT lag_events || '/' || dead_letters FROM cluster.handlers WHERE name = 'arrays'", '0/3'),
+	'array-key: each delivery failed with its patch, the handler went on');
+like($node->safe_psql('postgres',
+		"SELECT DISTINCT d.last_error FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'arrays'"),
+	qr/path element at position \d+ is not an integer/, 'array-key: the dead letters carry the patch\'s error');
+is($node->safe_psql('postgres', "SELECT cluster.handler_state('arrays')"), '{}',
+	'array-key: nothing of the failed patches is in the state');
+
 # dead letters of a handler served only by workers are replayed through them
 $node->safe_psql('postgres',
 	"SELECT cluster.unregister_worker(id) FROM cluster.workers WHERE handler = 'h_ws_fail_odd'");

@@ -9,7 +9,7 @@
 // (an ack of event ids that are not in the delivery), guess (acks of
 // deliveryIds never sent), binary (the ack in a binary frame), bad-json,
 // many-ops (a patch of 100,000 operations), deep-path (a patch path 3,000
-// keys deep), ping-flood (1,000 pings at once), unknown-flood (100 messages
+// keys deep), array-key (a patch setting a key inside an array), ping-flood (1,000 pings at once), unknown-flood (100 messages
 // of an unknown type, then the ack), ok (acks every delivery), fail-odd (a well-behaved per-event
 // answer: acks each delivery with "failed" naming its odd-numbered events,
 // each with its own error, and logs "<id> ok|failed <deliveryId>" to
@@ -47,6 +47,10 @@ wss.on('connection', (ws) => {
         return ws.send(JSON.stringify({ ...ack, patch: Array.from({ length: 100000 }, (_, i) => ({ op: 'set', path: [`k${i}`], value: i })) }));
       case 'deep-path':
         return ws.send(JSON.stringify({ ...ack, patch: [{ op: 'set', path: Array.from({ length: 3000 }, (_, i) => `p${i}`), value: 1 }] }));
+      case 'array-key':
+        // a valid patch that can't be applied: a key into an array
+        return ws.send(JSON.stringify({ ...ack, patch: [{ op: 'set', path: ['arr'], value: [1, 2] },
+          { op: 'set', path: ['arr', 'x'], value: 1 }] }));
       case 'ping-flood':
         for (let i = 0; i < 1000; i++) ws.send(JSON.stringify({ type: 'ping' }));
         return;

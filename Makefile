@@ -119,6 +119,7 @@ bench: setup
 	$(RUN_AS) bench/idle $(OUT)/bench/idle
 	$(RUN_AS) bench/pump $(OUT)/bench/pump
 	$(RUN_AS) bench/mesh $(OUT)/bench/mesh
+	$(RUN_AS) bench/patch $(OUT)/bench/patch
 
 # The extension under valgrind: a server whose processes all run under
 # memcheck goes through leadership changes and every SQL function; any

@@ -1201,36 +1201,10 @@ BEGIN
 END
 $$;
 
+/* Apply a checked patch to a handler's state, in one pass (src/patch.c). */
 CREATE FUNCTION cluster._apply_patch(doc jsonb, patch jsonb)
-RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	op jsonb;
-	path text[];
-BEGIN
-	IF patch IS NULL OR jsonb_typeof(patch) <> 'array' THEN
-		RETURN doc;
-	END IF;
-	FOR op IN SELECT * FROM jsonb_array_elements(patch) LOOP
-		path := ARRAY['user'] || ARRAY(SELECT jsonb_array_elements_text(op -> 'path'));
-		IF op ->> 'op' = 'remove' THEN
-			doc := doc #- path;
-		ELSE
-			/* create missing parents, as a JSON patch "add" would; an
-			 * existing array or object is walked into, never replaced */
-			FOR i IN 2 .. array_length(path, 1) - 1 LOOP
-				IF jsonb_typeof(doc #> path[1:i]) IS NULL
-				   OR jsonb_typeof(doc #> path[1:i]) NOT IN ('object', 'array') THEN
-					doc := jsonb_set(doc, path[1:i], '{}', true);
-				END IF;
-			END LOOP;
-			doc := jsonb_set(doc, path, op -> 'value', true);
-		END IF;
-	END LOOP;
-	RETURN doc;
-END
-$$;
+RETURNS jsonb LANGUAGE c IMMUTABLE
+AS 'MODULE_PATHNAME', 'cluster_apply_patch';
 
 /*
  * The leader's cursor commit: fenced (the lease row is locked in share mode

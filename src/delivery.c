@@ -23,7 +23,6 @@
 
 #include "delivery.h"
 #include "protocol.h"
-#include "sql_handler.h"
 #include "transport.h"
 #include "xact.h"
 
@@ -203,7 +202,7 @@ send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 
 	d->events = MemoryContextAlloc(cxt, sizeof(EventPos) * n);
 	memcpy(d->events, positions, sizeof(EventPos) * n);
-	array = DatumGetJsonbP(sql_handler_batch(events, attempts, n));
+	array = protocol_event_batch(events, attempts, n);
 	snprintf(d->id, sizeof(d->id), INT64_FORMAT ".%u." INT64_FORMAT,
 			 l->fence, h->run, ++h->next_delivery);
 	d->conn = c;

@@ -464,7 +464,66 @@ protocol_free(WorkerMessage *msg)
 
 #ifndef FRONTEND
 
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
+
+/*
+ * The SQL expression of an event in its wire form, from the expressions of
+ * its fields (SQL NULL where a field is unmapped), with "attempt": 1.
+ */
+void
+protocol_event_sql(StringInfo buf, const char *id, const char *stream,
+				   const char *key, const char *payload, const char *headers,
+				   const char *created_at)
+{
+	appendStringInfo(buf,
+					 "pg_catalog.jsonb_build_object('id', %s, 'stream', %s, 'key', %s, "
+					 "'payload', %s, 'headers', %s, 'createdAt', %s, 'attempt', 1)",
+					 id, stream, key, payload, headers, created_at);
+}
+
+/* An event as read says "attempt": 1; a later attempt gets its number. */
+static Jsonb *
+with_attempt(Jsonb *event, int attempt)
+{
+	Datum		key = CStringGetTextDatum("attempt");
+	char		number[16];
+
+	if (attempt == 1)
+		return event;
+	snprintf(number, sizeof(number), "%d", attempt);
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(event),
+											  PointerGetDatum(construct_array(&key, 1, TEXTOID, -1, false, TYPALIGN_INT)),
+											  DirectFunctionCall1(jsonb_in, CStringGetDatum(number)),
+											  BoolGetDatum(true)));
+}
+
+/*
+ * A batch as the protocol sends it, and as a SQL function gets it: one
+ * jsonb array of the events, each with its attempt number.
+ */
+Jsonb *
+protocol_event_batch(Jsonb **events, int *attempts, int n)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *array;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		Jsonb	   *event = with_attempt(events[i], attempts[i]);
+		JsonbValue	v;
+
+		v.type = jbvBinary;
+		v.val.binary.data = &event->root;
+		v.val.binary.len = VARSIZE(event) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(array);
+}
 
 void
 protocol_encode_hello(StringInfo buf, const char *leader, int64 fence,

@@ -59,6 +59,10 @@ extern void protocol_encode_hello(StringInfo buf, const char *leader,
 extern void protocol_encode_events(StringInfo buf, const char *delivery_id,
 								   int64 fence, Jsonb *events);
 extern void protocol_encode_ping(StringInfo buf);
+extern void protocol_event_sql(StringInfo buf, const char *id, const char *stream,
+							   const char *key, const char *payload,
+							   const char *headers, const char *created_at);
+extern Jsonb *protocol_event_batch(Jsonb **events, int *attempts, int n);
 extern void protocol_encode_pong(StringInfo buf);
 #endif
 

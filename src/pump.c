@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
+#include "protocol.h"
 #include "pump.h"
 #include "restricted.h"
 #include "xact.h"
@@ -198,13 +199,11 @@ pump_prepare(Pump *pump)
 	Restricted	r;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT t.%s, t.%s::pg_catalog.int8, %s, "
-					 "pg_catalog.jsonb_build_object('id', t.%s::pg_catalog.text, 'stream', $4, "
-					 "'key', %s, 'payload', %s, 'headers', %s, 'createdAt', %s, 'attempt', 1) "
-					 "FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
-					 pump->txid, pump->id_col, pump->key, pump->id_col, pump->key,
-					 pump->payload, pump->headers, pump->created_at_value,
+	appendStringInfo(&sql, "SELECT t.%s, t.%s::pg_catalog.int8, %s, ",
+					 pump->txid, pump->id_col, pump->key);
+	protocol_event_sql(&sql, psprintf("t.%s::pg_catalog.text", pump->id_col), "$4",
+					   pump->key, pump->payload, pump->headers, pump->created_at_value);
+	appendStringInfo(&sql, " FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
 					 pump->from, range, pump->txid, pump->txid, pump->id_col);
 	restricted_enter(&r, pump->owner, pump->what);
 	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);

@@ -13,53 +13,10 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "protocol.h"
 #include "restricted.h"
 #include "sql_handler.h"
 #include "xact.h"
-
-/*
- * An event as read says "attempt": 1; a later attempt gets its number set
- * by jsonb_set.
- */
-static Jsonb *
-with_attempt(Jsonb *event, int attempt)
-{
-	Datum		key = CStringGetTextDatum("attempt");
-	char		number[16];
-
-	if (attempt == 1)
-		return event;
-	snprintf(number, sizeof(number), "%d", attempt);
-	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(event),
-											  PointerGetDatum(construct_array(&key, 1, TEXTOID, -1, false, TYPALIGN_INT)),
-											  DirectFunctionCall1(jsonb_in, CStringGetDatum(number)),
-											  BoolGetDatum(true)));
-}
-
-/*
- * The batch as the protocol sends it: one jsonb array of the events, put
- * together with PostgreSQL's jsonb builder.
- */
-Datum
-sql_handler_batch(Jsonb **events, int *attempts, int n)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue *array;
-
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	for (int i = 0; i < n; i++)
-	{
-		Jsonb	   *event = with_attempt(events[i], attempts[i]);
-		JsonbValue	v;
-
-		v.type = jbvBinary;
-		v.val.binary.data = &event->root;
-		v.val.binary.len = VARSIZE(event) - VARHDRSZ;
-		pushJsonbValue(&state, WJB_ELEM, &v);
-	}
-	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	return JsonbPGetDatum(JsonbValueToJsonb(array));
-}
 
 /*
  * Call the function as the handler's owner, in a security-restricted
@@ -98,7 +55,7 @@ call_in_subxact(void *arg)
 {
 	Call	   *call = arg;
 	Jsonb	   *patch = call_as_owner(call->h,
-									  sql_handler_batch(call->events, call->attempts, call->n));
+									  JsonbPGetDatum(protocol_event_batch(call->events, call->attempts, call->n)));
 
 	if (patch)
 		handler_apply_patch(call->h, patch);

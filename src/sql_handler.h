@@ -4,7 +4,7 @@
  *	  Run a handler's SQL function on a batch of events.
  *
  * The function gets the batch as one jsonb array of events in the wire
- * form (with "attempt"), runs as the handler's owner, inside a
+ * form (with "attempt", protocol_event_batch), runs as the handler's owner, inside a
  * subtransaction: an error rolls back that call alone.  A returned patch
  * is checked and applied to the handler's state in the same
  * subtransaction, so a bad patch fails the batch and the next call sees
@@ -23,7 +23,6 @@
 
 extern void sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n,
 							BatchOutcome *out);
-extern Datum sql_handler_batch(Jsonb **events, int *attempts, int n);
 extern bool sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts,
 							 int n, char **error);
 extern void sql_handler_replay(HandlerRun *h, BatchOutcome *out);

@@ -80,10 +80,12 @@ test-tap:
 
 # The parsers of untrusted input, fuzzed with libFuzzer (and ASan, UBSan):
 # the decoder of worker messages, built with PostgreSQL's frontend JSON
-# parser, and the parser of the worker addresses that registering roles
-# send.  Each runs on a copy of its seed corpus.  The JSON parser leaks on
-# error paths by design (the server frees it with the memory context), so
-# leak detection is off.
+# parser, the parser of the worker addresses that registering roles send,
+# and cluster-worker's decoder of leader messages (worker/protocol.c, with
+# jansson; the rest of the worker is stubbed, lws not linked).  Each runs
+# on a copy of its seed corpus.  PostgreSQL's JSON parser leaks on error
+# paths by design (the server frees it with the memory context), so leak
+# detection is off but for the worker's target.
 FUZZ_SECONDS ?= 15
 FUZZ_CC = clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
 	-DFRONTEND -Isrc -I$(includedir_server) -I$(includedir_internal)
@@ -94,13 +96,18 @@ $(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h sr
 $(OUT)/fuzz_address: test/fuzz/fuzz_address.c src/allowlist.c src/allowlist.h
 	mkdir -p $(OUT)
 	$(FUZZ_CC) test/fuzz/fuzz_address.c src/allowlist.c $(FUZZ_LIBS) -o $@
+FUZZ_WORKER_CC = clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -D_GNU_SOURCE -Iworker
+$(OUT)/fuzz_worker: test/fuzz/fuzz_worker.c worker/protocol.c worker/worker.h src/wire.h
+	mkdir -p $(OUT)
+	$(FUZZ_WORKER_CC) test/fuzz/fuzz_worker.c worker/protocol.c -ljansson -o $@
 
-test-fuzz: $(OUT)/fuzz_protocol $(OUT)/fuzz_address
-	set -e; for t in protocol:corpus address:corpus-address; do \
-		name=$${t%%:*}; corpus=$${t#*:}; \
+test-fuzz: $(OUT)/fuzz_protocol $(OUT)/fuzz_address $(OUT)/fuzz_worker
+	set -e; for t in protocol:corpus address:corpus-address worker:corpus-worker; do \
+		name=$${t%%:*}; corpus=$${t#*:}; leaks=0; [ $$name != worker ] || leaks=1; \
 		rm -rf $(OUT)/fuzz-$$corpus && cp -r test/fuzz/$$corpus $(OUT)/fuzz-$$corpus; \
 		echo "fuzz_$$name:"; \
-		ASAN_OPTIONS=detect_leaks=0 $(OUT)/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
+		ASAN_OPTIONS=detect_leaks=$$leaks $(OUT)/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
 			-print_final_stats=1 $(OUT)/fuzz-$$corpus >$(OUT)/fuzz_$$name.log 2>&1 || \
 			{ tail -30 $(OUT)/fuzz_$$name.log; exit 1; }; \
 		tail -4 $(OUT)/fuzz_$$name.log; \

@@ -233,15 +233,6 @@ detach_stderr(Delivery *d)
 	d->stderr_wsi = NULL;
 }
 
-/* The id the answer names an event by; NULL if it has none to name. */
-static json_t *
-event_id(json_t *event)
-{
-	json_t	   *id = json_object_get(event, "id");
-
-	return (json_is_string(id) || json_is_integer(id)) ? id : NULL;
-}
-
 /* Can each event be answered on its own?  The leader always sends ids. */
 static bool
 all_named(json_t *events)
@@ -251,7 +242,7 @@ all_named(json_t *events)
 
 	json_array_foreach(events, i, event)
 	{
-		if (event_id(event) == NULL)
+		if (protocol_event_id(event) == NULL)
 			return false;
 	}
 	return true;
@@ -358,7 +349,7 @@ batch_ended(Delivery *d, bool ok, const char *error)
 static void
 event_ended(Delivery *d, bool ok, const char *error)
 {
-	json_t	   *id = event_id(json_array_get(d->events, d->current));
+	json_t	   *id = protocol_event_id(json_array_get(d->events, d->current));
 	size_t		n = json_array_size(d->events);
 
 	if (ok)

@@ -36,33 +36,24 @@ decode(const char *text, size_t len, bool *lossy, json_error_t *error)
 	return msg;
 }
 
+/*
+ * A close reason must be UTF-8 (RFC 6455, 5.5.1), but jansson's error text
+ * quotes the input near the error, which can end inside a UTF-8 sequence,
+ * and so can the cut to a close reason's length: then mask every byte
+ * beyond ASCII.
+ */
 static void
-receive_events(Connection *c, json_t *msg, bool lossy)
+utf8_reason(char *why)
 {
-	const char *id = json_string_value(json_object_get(msg, "deliveryId"));
-	json_t	   *events = json_object_get(msg, "events");
+	json_t	   *check = json_string(why);
 
-	if (id == NULL || id[0] == '\0')
+	if (check == NULL)
 	{
-		wlog("WARNING", "events message from %s without a deliveryId: ignored",
-			 c->peer);
-		return;
+		for (char *p = why; *p != '\0'; p++)
+			if ((unsigned char) *p >= 0x80)
+				*p = '?';
 	}
-	if (!json_is_array(events))
-	{
-		wlog("WARNING", "delivery %s from %s has no events array",
-			 id, c->peer);
-		protocol_fail(c, id, "\"events\" must be an array");
-		return;
-	}
-	if (lossy)
-	{
-		wlog("WARNING", "delivery %s from %s holds an integer beyond 64 bits",
-			 id, c->peer);
-		protocol_fail(c, id, "an event holds an integer beyond 64 bits, which this worker cannot pass on exactly");
-		return;
-	}
-	delivery_receive(c, id, events);
+	json_decref(check);
 }
 
 /* A JSON number, string or nothing, as text for the log. */
@@ -82,27 +73,136 @@ field_text(json_t *msg, const char *key, char *buf, size_t size)
 	return buf;
 }
 
-static void
-receive_hello(Connection *c, json_t *msg)
+/*
+ * Decode one complete message into out, without acting on it: no
+ * connection, no log, no answer.  Returns 0, out then holding a reference
+ * to the message that protocol_parse_free releases; or the WebSocket
+ * status to close the connection with, the reason written to why and
+ * nothing to free.
+ */
+int
+protocol_parse(const char *text, size_t len, LeaderMessage *out,
+			   char *why, size_t whylen)
 {
-	const char *handler = json_string_value(json_object_get(msg, "handler"));
-	json_t	   *protocol = json_object_get(msg, "protocol");
-	char		leader[64];
-	char		fence[32];
-	char		version[32];
+	json_error_t error;
+	bool		lossy;
+	json_t	   *msg = decode(text, len, &lossy, &error);
+	json_t	   *protocol;
 
+	memset(out, 0, sizeof(LeaderMessage));
+	if (msg == NULL)
+	{
+		snprintf(why, whylen, "invalid JSON: %s", error.text);
+		utf8_reason(why);
+		return CLOSE_INVALID_PAYLOAD;
+	}
+	if (!json_is_object(msg))
+	{
+		json_decref(msg);
+		snprintf(why, whylen, "a message must be a JSON object");
+		return CLOSE_INVALID_PAYLOAD;
+	}
+
+	out->json = msg;
+	out->lossy = lossy;
+	out->type_name = json_string_value(json_object_get(msg, "type"));
+	if (out->type_name == NULL)
+		out->type = LEADER_UNTYPED;
+	else if (strcmp(out->type_name, "events") == 0)
+		out->type = LEADER_EVENTS;
+	else if (strcmp(out->type_name, "ping") == 0)
+		out->type = LEADER_PING;
+	else if (strcmp(out->type_name, "hello") == 0)
+		out->type = LEADER_HELLO;
+	else if (strcmp(out->type_name, "pong") == 0)
+		out->type = LEADER_PONG;
+	else
+		out->type = LEADER_UNKNOWN;
+
+	switch (out->type)
+	{
+		case LEADER_EVENTS:
+			out->delivery_id = json_string_value(json_object_get(msg, "deliveryId"));
+			if (out->delivery_id != NULL && out->delivery_id[0] == '\0')
+				out->delivery_id = NULL;
+			out->events = json_object_get(msg, "events");
+			if (!json_is_array(out->events))
+				out->events = NULL;
+			break;
+		case LEADER_HELLO:
+			out->handler = json_string_value(json_object_get(msg, "handler"));
+			out->leader = field_text(msg, "leader", out->leader_buf,
+									 sizeof(out->leader_buf));
+			out->fence = field_text(msg, "fence", out->fence_buf,
+									sizeof(out->fence_buf));
+			out->version = field_text(msg, "protocol", out->version_buf,
+									  sizeof(out->version_buf));
+			protocol = json_object_get(msg, "protocol");
+			out->other_protocol = json_is_integer(protocol) &&
+				json_integer_value(protocol) != PROTOCOL_VERSION;
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+void
+protocol_parse_free(LeaderMessage *m)
+{
+	json_decref(m->json);
+	memset(m, 0, sizeof(LeaderMessage));
+}
+
+/* The id an answer names an event by; NULL if it has none to name. */
+json_t *
+protocol_event_id(json_t *event)
+{
+	json_t	   *id = json_object_get(event, "id");
+
+	return (json_is_string(id) || json_is_integer(id)) ? id : NULL;
+}
+
+static void
+receive_events(Connection *c, const LeaderMessage *m)
+{
+	const char *id = m->delivery_id;
+
+	if (id == NULL)
+	{
+		wlog("WARNING", "events message from %s without a deliveryId: ignored",
+			 c->peer);
+		return;
+	}
+	if (m->events == NULL)
+	{
+		wlog("WARNING", "delivery %s from %s has no events array",
+			 id, c->peer);
+		protocol_fail(c, id, "\"events\" must be an array");
+		return;
+	}
+	if (m->lossy)
+	{
+		wlog("WARNING", "delivery %s from %s holds an integer beyond 64 bits",
+			 id, c->peer);
+		protocol_fail(c, id, "an event holds an integer beyond 64 bits, which this worker cannot pass on exactly");
+		return;
+	}
+	delivery_receive(c, id, m->events);
+}
+
+static void
+receive_hello(Connection *c, const LeaderMessage *m)
+{
 	wlog("LOG", "hello from leader %s at %s: fence %s, handler \"%s\", protocol %s",
-		 field_text(msg, "leader", leader, sizeof(leader)), c->peer,
-		 field_text(msg, "fence", fence, sizeof(fence)),
-		 handler ? handler : "",
-		 field_text(msg, "protocol", version, sizeof(version)));
-	if (handler != NULL && strcmp(handler, worker.opt.handler) != 0)
+		 m->leader, c->peer, m->fence, m->handler ? m->handler : "",
+		 m->version);
+	if (m->handler != NULL && strcmp(m->handler, worker.opt.handler) != 0)
 		wlog("WARNING", "leader at %s sends for handler \"%s\", but this worker serves \"%s\"",
-			 c->peer, handler, worker.opt.handler);
-	if (json_is_integer(protocol) &&
-		json_integer_value(protocol) != PROTOCOL_VERSION)
+			 c->peer, m->handler, worker.opt.handler);
+	if (m->other_protocol)
 		wlog("WARNING", "leader at %s speaks protocol %s, this worker %d",
-			 c->peer, version, PROTOCOL_VERSION);
+			 c->peer, m->version, PROTOCOL_VERSION);
 }
 
 /*
@@ -113,36 +213,33 @@ int
 protocol_receive(Connection *c, const char *text, size_t len,
 				 char *why, size_t whylen)
 {
-	json_error_t error;
-	bool		lossy;
-	json_t	   *msg = decode(text, len, &lossy, &error);
-	const char *type;
+	LeaderMessage m;
+	int			status = protocol_parse(text, len, &m, why, whylen);
 
-	if (msg == NULL)
+	if (status != 0)
+		return status;
+	switch (m.type)
 	{
-		snprintf(why, whylen, "invalid JSON: %s", error.text);
-		return CLOSE_INVALID_PAYLOAD;
+		case LEADER_UNTYPED:
+			wlog("WARNING", "message without a type from %s: ignored", c->peer);
+			break;
+		case LEADER_EVENTS:
+			receive_events(c, &m);
+			break;
+		case LEADER_PING:
+			server_send(c, json_pack("{s:s}", "type", "pong"));
+			break;
+		case LEADER_HELLO:
+			receive_hello(c, &m);
+			break;
+		case LEADER_PONG:
+			break;
+		case LEADER_UNKNOWN:
+			wlog("WARNING", "message of unknown type \"%s\" from %s: ignored",
+				 m.type_name, c->peer);
+			break;
 	}
-	if (!json_is_object(msg))
-	{
-		json_decref(msg);
-		snprintf(why, whylen, "a message must be a JSON object");
-		return CLOSE_INVALID_PAYLOAD;
-	}
-
-	type = json_string_value(json_object_get(msg, "type"));
-	if (type == NULL)
-		wlog("WARNING", "message without a type from %s: ignored", c->peer);
-	else if (strcmp(type, "events") == 0)
-		receive_events(c, msg, lossy);
-	else if (strcmp(type, "ping") == 0)
-		server_send(c, json_pack("{s:s}", "type", "pong"));
-	else if (strcmp(type, "hello") == 0)
-		receive_hello(c, msg);
-	else if (strcmp(type, "pong") != 0)
-		wlog("WARNING", "message of unknown type \"%s\" from %s: ignored",
-			 type, c->peer);
-	json_decref(msg);
+	protocol_parse_free(&m);
 	return 0;
 }
 

@@ -136,6 +136,48 @@ extern struct lws *server_adopt_fd(int fd, const char *protocol,
 								   void *opaque);
 
 /* protocol.c */
+
+/* The types of leader messages; any other is logged and ignored. */
+typedef enum LeaderType
+{
+	LEADER_UNTYPED,				/* no "type" string */
+	LEADER_EVENTS,
+	LEADER_PING,
+	LEADER_PONG,
+	LEADER_HELLO,
+	LEADER_UNKNOWN
+} LeaderType;
+
+/*
+ * One leader message as protocol_parse decodes it.  The strings and json_t
+ * pointers are borrowed from json (or, for the hello fields, from the
+ * buffers below: don't copy a LeaderMessage); protocol_parse_free releases
+ * it.  Fields of another type than the message's are NULL.
+ */
+typedef struct LeaderMessage
+{
+	json_t	   *json;			/* the message, a JSON object */
+	LeaderType	type;
+	const char *type_name;		/* NULL: LEADER_UNTYPED */
+	bool		lossy;			/* integers beyond 64 bits decoded as reals */
+	/* events */
+	const char *delivery_id;	/* NULL: none, not a string, or empty */
+	json_t	   *events;			/* NULL: none, or not an array */
+	/* hello, as text for the log */
+	const char *handler;		/* NULL: none, or not a string */
+	const char *leader;
+	const char *fence;
+	const char *version;
+	bool		other_protocol; /* an integer protocol, not ours */
+	char		leader_buf[64];
+	char		fence_buf[32];
+	char		version_buf[32];
+} LeaderMessage;
+
+extern int	protocol_parse(const char *text, size_t len, LeaderMessage *out,
+						   char *why, size_t whylen);
+extern void protocol_parse_free(LeaderMessage *m);
+extern json_t *protocol_event_id(json_t *event);
 extern int	protocol_receive(Connection *c, const char *text, size_t len,
 							 char *why, size_t whylen);
 extern void protocol_ack(Connection *c, const char *delivery_id);

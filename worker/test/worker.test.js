@@ -479,6 +479,13 @@ test('invalid JSON closes with 1007, over 16 MiB with 1009, binary with 1003', a
   assert.equal(closed.code, 1007);
   assert.match(closed.reason, /^invalid JSON/);
 
+  // jansson's error quotes half of the "К": the reason stays UTF-8
+  leader = await Leader.connect(w.url());
+  leader.sendRaw('{"type": "\\u0\u041a"}');
+  closed = await leader.closed;
+  assert.equal(closed.code, 1007);
+  assert.equal(closed.reason, "invalid JSON: invalid escape near '\"\\u0?'");
+
   leader = await Leader.connect(w.url());
   leader.sendRaw('[1,2]');
   assert.equal((await leader.closed).code, 1007);

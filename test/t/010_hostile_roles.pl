@@ -115,7 +115,7 @@ as_ok('alice', "SELECT cluster.revoke_worker('alice_h', 'wanda'); SELECT cluster
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.worker"), '0',
 	'revoking unregistered wanda\'s worker');
 denied('wanda', "SELECT * FROM cluster.dead_letters", 'reading dead letters');
-denied('wanda', "SELECT cluster._commit_handler($hid, 0, 'coordinator/default', $fence, '[]', '[]', '{}', 0, 0, 0, NULL, NULL)",
+denied('wanda', "SELECT cluster._commit_handler($hid, 0, 'coordinator/default', $fence, '[]', '[]', '{}', 0, 0, 0, NULL)",
 	'the leader\'s commit function');
 
 # --- a second cluster_admin -------------------------------------------------

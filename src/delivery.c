@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "delivery.h"
@@ -67,6 +68,59 @@ delivery_remote(HandlerRun *h)
 }
 
 /*
+ * What delivery keeps per connection; transport.c owns WorkerConn and
+ * writes it, this module owns and writes these.
+ */
+typedef struct Peer
+{
+	WorkerConn *conn;			/* the hash key */
+	int			in_flight;
+	int64		delivered;
+	int64		acked;
+	int64		failed;
+	double		rtt_ms;			/* 0: not measured yet */
+	TimestampTz ping_sent;		/* 0: no ping outstanding */
+	int			timeouts;		/* deliveries timed out in a row */
+	TimestampTz unhealthy_until;	/* no new keys until then */
+	int			warnings_left;	/* WARNINGs this connection may still cost */
+	char		last_error[256];	/* the last failure of a delivery */
+	TimestampTz last_error_at;
+} Peer;
+
+static HTAB *peers = NULL;
+
+static Peer *
+peer(WorkerConn *c)
+{
+	Peer	   *p;
+	bool		found;
+
+	if (peers == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		ctl.keysize = sizeof(WorkerConn *);
+		ctl.entrysize = sizeof(Peer);
+		peers = hash_create("cluster delivery peers", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	p = hash_search(peers, &c, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(&p->in_flight, 0, sizeof(Peer) - offsetof(Peer, in_flight));
+		p->warnings_left = PROTOCOL_MAX_WARNINGS;
+	}
+	return p;
+}
+
+static void
+peer_failed(Peer *p, const char *error)
+{
+	p->failed++;
+	strlcpy(p->last_error, error, sizeof(p->last_error));
+	p->last_error_at = GetCurrentTimestamp();
+}
+
+/*
  * A worker whose delivery timed out is unhealthy for a while: it gets no
  * new keys while a healthy worker is there, as a Kafka consumer that
  * misses max.poll.interval leaves its group.  The pause doubles with each
@@ -76,16 +130,17 @@ delivery_remote(HandlerRun *h)
 static void
 mark_unhealthy(HandlerRun *h, WorkerConn *c, TimestampTz now)
 {
-	int64		pause_ms = (int64) h->ack_timeout_ms << Min(c->timeouts + 1, 6);
+	Peer	   *p = peer(c);
+	int64		pause_ms = (int64) h->ack_timeout_ms << Min(p->timeouts + 1, 6);
 
-	c->timeouts++;
-	c->unhealthy_until = TimestampTzPlusMilliseconds(now, pause_ms);
+	p->timeouts++;
+	p->unhealthy_until = TimestampTzPlusMilliseconds(now, pause_ms);
 }
 
 static bool
 healthy(WorkerConn *c, TimestampTz now)
 {
-	return c->connected && c->close_status == 0 && c->unhealthy_until <= now;
+	return c->connected && c->close_status == 0 && peer(c)->unhealthy_until <= now;
 }
 
 /* Is a worker of the handler other than "except" healthy? */
@@ -186,7 +241,7 @@ send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
 	resetStringInfo(&buf);
 	protocol_encode_ping(&buf);
 	send_text(c, &buf);
-	c->ping_sent = GetCurrentTimestamp();
+	peer(c)->ping_sent = GetCurrentTimestamp();
 }
 
 /* Send a batch of events; the delivery is returned, in flight. */
@@ -217,8 +272,8 @@ send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 	old = MemoryContextSwitchTo(cxt);
 	h->deliveries = lappend(h->deliveries, d);
 	MemoryContextSwitchTo(old);
-	c->in_flight++;
-	c->delivered++;
+	peer(c)->in_flight++;
+	peer(c)->delivered++;
 	return d;
 }
 
@@ -252,7 +307,7 @@ delivery_end(HandlerRun *h, Delivery *d)
 		if (ev && !ev->done)
 			ev->selected = false;
 	}
-	d->conn->in_flight--;
+	peer(d->conn)->in_flight--;
 	h->deliveries = list_delete_ptr(h->deliveries, d);
 	pfree(d->events);
 	if (d->replay_ids)
@@ -305,9 +360,11 @@ applied_patch(HandlerRun *h, const char *text, char **error)
 static bool
 may_warn(HandlerRun *h, WorkerConn *c)
 {
-	if (c->warnings_left <= 0)
+	Peer	   *p = peer(c);
+
+	if (p->warnings_left <= 0)
 		return false;
-	if (--c->warnings_left == 0)
+	if (--p->warnings_left == 0)
 		ereport(WARNING,
 				(errmsg("further warnings about worker %s of handler \"%s\" are suppressed until it reconnects",
 						c->id, h->name)));
@@ -418,18 +475,15 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 		else
 			handler_event_failed(h, ev, error, out);
 	}
-	c->timeouts = 0;			/* it answered in time */
-	c->unhealthy_until = 0;
+	peer(c)->timeouts = 0;		/* it answered in time */
+	peer(c)->unhealthy_until = 0;
 	if (msg->type == WORKER_ACK)
 	{
-		c->acked++;
-		c->backoff_ms = 0;		/* a connection that works resets its backoff */
+		peer(c)->acked++;
+		transport_works(c);
 	}
 	else
-	{
-		c->failed++;
-		strlcpy(c->last_error, error, sizeof(c->last_error));
-	}
+		peer_failed(peer(c), error);
 	delivery_end(h, d);
 }
 
@@ -504,9 +558,9 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 			}
 			return;
 		case WORKER_PONG:
-			if (c->ping_sent)
-				c->rtt_ms = (GetCurrentTimestamp() - c->ping_sent) / 1000.0;
-			c->ping_sent = 0;
+			if (peer(c)->ping_sent)
+				peer(c)->rtt_ms = (GetCurrentTimestamp() - peer(c)->ping_sent) / 1000.0;
+			peer(c)->ping_sent = 0;
 			return;
 		case WORKER_UNKNOWN:
 			if (may_warn(h, c))
@@ -557,9 +611,7 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 			if (ev && !ev->done && attempt)
 				handler_event_failed(h, ev, "no answer within ack_timeout", out);
 		}
-		snprintf(d->conn->last_error, sizeof(d->conn->last_error),
-				 "delivery %s got no answer within ack_timeout", d->id);
-		d->conn->failed++;
+		peer_failed(peer(d->conn), psprintf("delivery %s got no answer within ack_timeout", d->id));
 		delivery_end(h, d);
 		expire(h, now, out);	/* the list changed under us */
 		return;
@@ -609,6 +661,47 @@ delivery_drop_unwanted(HandlerRun *h)
 	}
 }
 
+/* Before the transport frees the unwanted connections: forget them here. */
+void
+delivery_prune_peers(void)
+{
+	HASH_SEQ_STATUS seq;
+	Peer	   *p;
+
+	if (peers == NULL)
+		return;
+	hash_seq_init(&seq, peers);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		if (!p->conn->wanted)
+			(void) hash_search(peers, &p->conn, HASH_REMOVE, NULL);
+}
+
+/* Every connection goes (the leader stepped down): forget them all. */
+void
+delivery_forget_peers(void)
+{
+	if (peers)
+		hash_destroy(peers);
+	peers = NULL;
+}
+
+/* A connection's counters and last error, for cluster.workers. */
+void
+delivery_report(WorkerConn *c, WorkerStat *stat)
+{
+	Peer	   *p = peer(c);
+
+	stat->in_flight = p->in_flight;
+	stat->delivered = p->delivered;
+	stat->acked = p->acked;
+	stat->failed = p->failed;
+	stat->rtt_ms = p->rtt_ms;
+	stat->unhealthy_until = p->unhealthy_until;
+	strlcpy(stat->last_error,
+			p->last_error_at > c->last_error_at ? p->last_error : c->last_error,
+			sizeof(stat->last_error));
+}
+
 void
 delivery_forget(HandlerRun *h)
 {
@@ -633,9 +726,8 @@ delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 		WorkerConn *c = lfirst(lc);
 		WireMessage *m;
 
-		if (c->just_lost)
+		if (transport_take_lost(c))
 		{
-			c->just_lost = false;
 			ereport(WARNING,
 					(errmsg("lost the connection to worker %s of handler \"%s\" (%s)",
 							c->id, h->name, c->address),
@@ -643,9 +735,9 @@ delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 					 errhint("Its deliveries go to the other workers; it is dialled again after a backoff.")));
 			take_back(h, c);
 		}
-		if (c->just_connected)
+		if (transport_take_connected(c))
 		{
-			c->just_connected = false;
+			peer(c)->warnings_left = PROTOCOL_MAX_WARNINGS;
 			send_hello(l, h, c);
 		}
 		while ((m = transport_receive(c)) != NULL)
@@ -702,7 +794,7 @@ delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
 		int			n;
 
 		ring.target = c;
-		while (takes_keys(c, any_healthy, now) && c->in_flight < c->capacity &&
+		while (takes_keys(c, any_healthy, now) && peer(c)->in_flight < c->capacity &&
 			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes, now, batch,
 								   h->key_order ? ring_owns : NULL, &ring)) > 0)
 			send_events(l, h, c, batch, n);
@@ -742,7 +834,7 @@ delivery_replay(Leader *l, HandlerRun *h)
 		Delivery   *d;
 		int			n;
 
-		if (!takes_keys(c, any_healthy, now) || c->in_flight >= c->capacity)
+		if (!takes_keys(c, any_healthy, now) || peer(c)->in_flight >= c->capacity)
 			continue;
 		n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
 		if (n == 0)

@@ -27,6 +27,8 @@
 
 #include "handler.h"
 #include "leader.h"
+#include "shmem.h"
+#include "transport.h"
 
 extern bool delivery_remote(HandlerRun *h);
 extern void delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out);
@@ -34,5 +36,8 @@ extern long delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out);
 extern void delivery_replay(Leader *l, HandlerRun *h);
 extern void delivery_forget(HandlerRun *h);
 extern void delivery_drop_unwanted(HandlerRun *h);
+extern void delivery_prune_peers(void);
+extern void delivery_forget_peers(void);
+extern void delivery_report(WorkerConn *c, WorkerStat *stat);
 
 #endif							/* CLUSTER_DELIVERY_H */

@@ -287,14 +287,8 @@ leader_report_workers(void)
 
 		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
 		stat->connected = c->connected;
-		stat->in_flight = c->in_flight;
-		stat->delivered = c->delivered;
-		stat->acked = c->acked;
-		stat->failed = c->failed;
 		stat->reconnects = Max(c->dials - 1, 0);
-		stat->rtt_ms = c->rtt_ms;
-		stat->unhealthy_until = c->unhealthy_until;
-		strlcpy(stat->last_error, c->last_error, sizeof(stat->last_error));
+		delivery_report(c, stat);
 	}
 	shmem_worker_report(stats, n);
 	pfree(stats);
@@ -483,6 +477,7 @@ leader_load_workers(Leader *l)
 	{
 		foreach(lc, l->handlers)
 			delivery_drop_unwanted(lfirst(lc));
+		delivery_prune_peers();
 		transport_prune();
 	}
 }
@@ -508,6 +503,7 @@ leader_stop(Leader *l)
 	leader_unload(l);
 	MemoryContextDelete(l->cxt);
 	l->cxt = NULL;
+	delivery_forget_peers();
 	transport_stop();
 	shmem_worker_forget();
 }

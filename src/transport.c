@@ -32,11 +32,32 @@ static int	max_conns = 0;
 /*
  * lws callbacks: bytes in and out, state changes; nothing that can throw.
  */
+/* What happened to the connection, for cluster.workers. */
+static void
+set_error(WorkerConn *c, const char *error)
+{
+	strlcpy(c->last_error, error, sizeof(c->last_error));
+	c->last_error_at = GetCurrentTimestamp();
+}
+
+static void set_errorf(WorkerConn *c, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+set_errorf(WorkerConn *c, const char *fmt,...)
+{
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(c->last_error, sizeof(c->last_error), fmt, args);
+	va_end(args);
+	c->last_error_at = GetCurrentTimestamp();
+}
+
 static void
 conn_lost(WorkerConn *c, const char *why)
 {
 	if (why)
-		strlcpy(c->last_error, why, sizeof(c->last_error));
+		set_error(c, why);
 	if (c->connected)
 		c->just_lost = true;
 	c->connected = false;
@@ -71,8 +92,7 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 		c->close_status = LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE;
 		strlcpy(c->close_reason, "binary frames are not part of the protocol",
 				sizeof(c->close_reason));
-		strlcpy(c->last_error, "the worker sent a binary frame: connection closed",
-				sizeof(c->last_error));
+		set_error(c, "the worker sent a binary frame: connection closed");
 		lws_callback_on_writable(wsi);
 	}
 	if (c->close_status || c->rx_len + len > PROTOCOL_MAX_MESSAGE)
@@ -81,8 +101,7 @@ conn_receive(struct lws *wsi, WorkerConn *c, void *in, size_t len)
 		{
 			c->close_status = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 			strlcpy(c->close_reason, "message too large", sizeof(c->close_reason));
-			strlcpy(c->last_error, "a message exceeded 16 MB: connection closed",
-					sizeof(c->last_error));
+			set_error(c, "a message exceeded 16 MB: connection closed");
 			lws_callback_on_writable(wsi);
 		}
 		c->rx_len = 0;
@@ -217,14 +236,13 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_CLIENT_ESTABLISHED:
 			c->connected = true;
 			c->just_connected = true;
-			c->warnings_left = PROTOCOL_MAX_WARNINGS;
 			break;
 		case LWS_CALLBACK_CLIENT_RECEIVE:
 			return conn_receive(wsi, c, in, len);
 		case LWS_CALLBACK_CLIENT_WRITEABLE:
 			return conn_writeable(wsi, c);
 		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-			snprintf(c->last_error, sizeof(c->last_error), "could not connect: %s",
+			set_errorf(c, "could not connect: %s",
 					 in ? (char *) in : "unknown error");
 			conn_lost(c, NULL);
 			break;
@@ -427,7 +445,7 @@ conn_dial(WorkerConn *c)
 	strlcpy(uri, c->address, sizeof(uri));
 	if (lws_parse_uri(uri, &prot, &host, &port, &rest))
 	{
-		strlcpy(c->last_error, "invalid address", sizeof(c->last_error));
+		set_error(c, "invalid address");
 		c->next_dial = DT_NOEND;
 		return;
 	}
@@ -522,7 +540,7 @@ transport_close(WorkerConn *c, int status, const char *reason)
 		return;
 	c->close_status = status;
 	strlcpy(c->close_reason, reason, sizeof(c->close_reason));
-	snprintf(c->last_error, sizeof(c->last_error), "closed by the leader (%d): %s",
+	set_errorf(c, "closed by the leader (%d): %s",
 			 status, reason);
 	lws_callback_on_writable(c->wsi);
 }
@@ -548,4 +566,31 @@ transport_wait(long timeout_ms)
 		timeout_ms = uv_ms;
 	(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 	uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Did the connection come up since the last call?  (Then say hello.) */
+bool
+transport_take_connected(WorkerConn *c)
+{
+	bool		was = c->just_connected;
+
+	c->just_connected = false;
+	return was;
+}
+
+/* Was the connection lost since the last call?  (Then take back its work.) */
+bool
+transport_take_lost(WorkerConn *c)
+{
+	bool		was = c->just_lost;
+
+	c->just_lost = false;
+	return was;
+}
+
+/* The connection works (a worker answered): its dial backoff starts over. */
+void
+transport_works(WorkerConn *c)
+{
+	c->backoff_ms = 0;
 }

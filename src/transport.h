@@ -48,24 +48,15 @@ typedef struct WorkerConn
 	WireMessage *out_head,
 			   *out_tail;
 	int			out_count;		/* messages queued to send */
-	int			warnings_left;	/* WARNINGs this connection may still cost */
 	WireMessage *in_head,
 			   *in_tail;
 	char	   *rx;				/* the message being received */
 	size_t		rx_len;
 	size_t		rx_cap;
 	/* shown in cluster.workers */
-	int			in_flight;
-	int64		delivered;
-	int64		acked;
-	int64		failed;
 	int64		dials;
-	char		last_error[256];
-	double		rtt_ms;			/* 0: not measured yet */
-	/* deliveries timed out in a row, and until when it gets no new keys */
-	int			timeouts;
-	TimestampTz unhealthy_until;
-	TimestampTz ping_sent;		/* 0: no ping outstanding */
+	char		last_error[256];	/* what happened to the connection */
+	TimestampTz last_error_at;
 } WorkerConn;
 
 extern void transport_start(const char *ca_file);
@@ -82,6 +73,9 @@ extern long transport_dial(TimestampTz now);
 extern void transport_send(WorkerConn *c, const char *data, size_t len);
 extern WireMessage *transport_receive(WorkerConn *c);
 extern void transport_close(WorkerConn *c, int status, const char *reason);
+extern bool transport_take_connected(WorkerConn *c);
+extern bool transport_take_lost(WorkerConn *c);
+extern void transport_works(WorkerConn *c);
 extern void transport_wait(long timeout_ms);
 
 #endif							/* CLUSTER_TRANSPORT_H */

@@ -17,7 +17,6 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -32,21 +31,13 @@ PG_FUNCTION_INFO_V1(cluster_for_caller);
 PG_FUNCTION_INFO_V1(cluster_lag);
 PG_FUNCTION_INFO_V1(cluster_position_before);
 
-/* Who called, and how to become them again. */
-typedef struct Caller
-{
-	Oid			userid;
-	int			sec_context;
-	int			nestlevel;
-} Caller;
-
 /*
  * Become the owner of the running function (the extension's owner), as a
- * SECURITY DEFINER function would, with the engines' search_path; SPI is
- * connected.  The caller's identity is returned.
+ * SECURITY DEFINER function would; SPI is connected.  The caller's
+ * identity is returned; become_caller() goes back to it.
  */
 static Oid
-become_owner(FunctionCallInfo fcinfo, Caller *caller)
+become_owner(FunctionCallInfo fcinfo, Restricted *caller)
 {
 	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
 	Oid			owner;
@@ -56,22 +47,17 @@ become_owner(FunctionCallInfo fcinfo, Caller *caller)
 	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 	ReleaseSysCache(tup);
 
-	GetUserIdAndSecContext(&caller->userid, &caller->sec_context);
-	SetUserIdAndSecContext(owner, caller->sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	caller->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", ENGINE_SEARCH_PATH, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	restricted_become_definer(caller, owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	return caller->userid;
+	return caller->save_userid;
 }
 
 static void
-become_caller(Caller *caller)
+become_caller(Restricted *caller)
 {
 	SPI_finish();
-	AtEOXact_GUC(false, caller->nestlevel);
-	SetUserIdAndSecContext(caller->userid, caller->sec_context);
+	restricted_exit(caller);
 }
 
 /* "cluster._name($1, ..., $n, $n+1)" for the function being called */
@@ -100,7 +86,7 @@ cluster_for_caller(PG_FUNCTION_ARGS)
 	Oid		   *types;
 	Datum	   *values;
 	char	   *nulls;
-	Caller		caller;
+	Restricted	caller;
 	Datum		result = (Datum) 0;
 	bool		isnull = true;
 
@@ -214,7 +200,7 @@ cluster_lag(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[LAG_COLS] = {0};
 	bool		nulls[LAG_COLS] = {true, true};
-	Caller		caller;
+	Restricted	caller;
 	Oid			caller_id;
 	LagCall		call;
 	Oid			handler_owner;
@@ -247,7 +233,7 @@ cluster_lag(PG_FUNCTION_ARGS)
 Datum
 cluster_position_before(PG_FUNCTION_ARGS)
 {
-	Caller		caller;
+	Restricted	caller;
 	Oid			caller_id;
 	Pump	   *pump;
 	Oid			handler_owner;

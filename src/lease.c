@@ -84,7 +84,7 @@ lease_relock(int32 coordinator_id)
 	lease_locktag(&tag, coordinator_id);
 	if (LockHeldByMe(&tag, ExclusiveLock))
 		return true;
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (!try_advisory_lock(coordinator_id))
 		return false;
 	ereport(WARNING,
 			(errmsg("cluster engine took its coordinator's advisory lock again"),

@@ -17,6 +17,9 @@
  * An error inside needs no restricted_exit(): the abort of the enclosing
  * (sub)transaction restores the user, the security context and the GUCs.
  * Errors raised inside carry a context line naming what ran and as whom.
+ * restricted_become_definer() is the same switch, without the restriction
+ * and with the engines' search_path, for our own C functions that act with
+ * the extension's rights (caller.c); restricted_exit() ends either.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +34,8 @@ typedef struct Restricted
 	int			save_sec_context;
 	int			save_nestlevel;
 	Oid			owner;
-	const char *what;			/* for the error context: "pump \"orders\"" */
+	const char *what;			/* for the error context: "pump \"orders\"";
+								 * NULL: a definer, no context */
 	ErrorContextCallback context;
 } Restricted;
 
@@ -40,6 +44,7 @@ typedef struct Restricted
 
 extern void restricted_engine_init(void);
 extern void restricted_enter(Restricted *r, Oid owner, const char *what);
+extern void restricted_become_definer(Restricted *r, Oid definer);
 extern void restricted_exit(Restricted *r);
 
 #endif							/* CLUSTER_RESTRICTED_H */

@@ -596,7 +596,6 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 	foreach(lc, h->deliveries)
 	{
 		Delivery   *d = lfirst(lc);
-
 		bool		attempt;
 
 		if (d->deadline > now)
@@ -836,17 +835,9 @@ delivery_replay(Leader *l, HandlerRun *h)
 
 		if (!takes_keys(c, any_healthy, now) || peer(c)->in_flight >= c->capacity)
 			continue;
-		n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
+		n = handler_replay_fetch(h, h->batch_size, &ids, &positions, &events, &attempts);
 		if (n == 0)
 			return;
-		positions = palloc0(sizeof(EventPos) * n);
-		for (int i = 0; i < n; i++)
-		{
-			JsonbValue *id = getKeyJsonValueFromContainer(&events[i]->root, "id", 2, NULL);
-
-			if (id && id->type == jbvString)
-				positions[i].id = strtoi64(pnstrdup(id->val.string.val, id->val.string.len), NULL, 10);
-		}
 		d = send_batch(l, h, c, events, attempts, positions, n);
 		d->replay_ids = MemoryContextAlloc(h->tracker->cxt, sizeof(int64) * n);
 		memcpy(d->replay_ids, ids, sizeof(int64) * n);

@@ -215,23 +215,25 @@ handler_record_error(HandlerRun *h, const char *message)
 
 /*
  * Up to "limit" dead letters marked for replay, oldest first, locked: their
- * ids, events (as delivered) and next attempt numbers.  Clears
- * replay_pending when these are the last ones.
+ * ids, their events' positions (the event id; txid 0), the events (as
+ * delivered) and next attempt numbers.  Clears replay_pending when these
+ * are the last ones.
  */
 int
 handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
-					 Jsonb ***events, int **attempts)
+					 EventPos **positions, Jsonb ***events, int **attempts)
 {
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(h->id), Int32GetDatum(limit)};
 	uint64		n;
 
-	spi_exec_checked("SELECT id, event, attempts + 1 FROM cluster.dead_letters "
+	spi_exec_checked("SELECT id, event, attempts + 1, event_id FROM cluster.dead_letters "
 					 "WHERE handler_id = $1 AND replay ORDER BY id LIMIT $2 FOR UPDATE",
 					 2, types, values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	h->replay_pending = (n == (uint64) limit);
 	*dead_letter_ids = palloc(sizeof(int64) * Max(n, 1));
+	*positions = palloc0(sizeof(EventPos) * Max(n, 1));
 	*events = palloc(sizeof(Jsonb *) * Max(n, 1));
 	*attempts = palloc(sizeof(int) * Max(n, 1));
 	for (uint64 row = 0; row < n; row++)
@@ -241,6 +243,7 @@ handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 		(*dead_letter_ids)[row] = DatumGetInt64(spi_getdatum(row, 1, &isnull));
 		(*events)[row] = DatumGetJsonbPCopy(spi_getdatum(row, 2, &isnull));
 		(*attempts)[row] = DatumGetInt32(spi_getdatum(row, 3, &isnull));
+		(*positions)[row].id = DatumGetInt64(spi_getdatum(row, 4, &isnull));
 	}
 	return (int) n;
 }

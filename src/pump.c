@@ -144,13 +144,19 @@ pump_load(int32 pump_id, MemoryContext cxt)
 	return pump;
 }
 
+/* cluster.events holds every stream: "t.stream = $4 AND ", else "" */
+static const char *
+stream_filter(Pump *pump)
+{
+	return OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ";
+}
+
 /* "[t.stream = $4 AND ](t.txid, t.id) > ($1, $2)" */
 static char *
 after_position(Pump *pump)
 {
 	return psprintf("%s(t.%s, t.%s) " ROW_GT " ($1, $2)",
-					OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
-					pump->txid, pump->id_col);
+					stream_filter(pump), pump->txid, pump->id_col);
 }
 
 static SPIPlanPtr
@@ -179,8 +185,7 @@ prepare_delete(Pump *pump, StringInfo sql)
 					 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 					 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
 					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) LIMIT $3))",
-					 pump->from, pump->from,
-					 OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ",
+					 pump->from, pump->from, stream_filter(pump),
 					 pump->txid, pump->id_col, pump->created_at);
 	return prepare_kept(sql->data, POSITION_ARGS + 1, delete_types);
 }

@@ -144,9 +144,11 @@ void
 sql_handler_replay(HandlerRun *h, BatchOutcome *out)
 {
 	int64	   *ids;
+	EventPos   *positions;
 	Jsonb	  **events;
 	int		   *attempts;
-	int			n = handler_replay_fetch(h, h->batch_size, &ids, &events, &attempts);
+	int			n = handler_replay_fetch(h, h->batch_size, &ids, &positions, &events,
+										 &attempts);
 
 	for (int i = 0; i < n; i++)
 	{

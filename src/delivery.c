@@ -20,6 +20,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "delivery.h"
@@ -41,6 +42,7 @@ typedef struct Delivery
 	int			n;
 	EventPos   *events;			/* replays: the event ids, txid 0 */
 	int64	   *replay_ids;		/* NULL, or the dead letters replayed */
+	bool		suspect;		/* one event, out before when a connection was lost */
 } Delivery;
 
 typedef struct RingPoint
@@ -56,15 +58,61 @@ typedef struct Ring
 	WorkerConn *target;			/* the worker a batch is chosen for */
 } Ring;
 
-bool
-delivery_remote(HandlerRun *h)
+/*
+ * What delivery keeps per handler: this module alone writes it.  Entries
+ * and deliveries live in remote_cxt until the leader unloads its handlers.
+ */
+typedef struct Remote
 {
-	ListCell   *lc;
+	int32		handler_id;		/* the hash key */
+	HandlerRun *handler;
+	List	   *conns;			/* WorkerConn *: its registered workers */
+	List	   *deliveries;		/* Delivery *: in flight to them */
+	uint32		run;			/* tells this tracker's deliveries from older ones */
+	int64		next_delivery;
+} Remote;
 
-	foreach(lc, h->conns)
-		if (((WorkerConn *) lfirst(lc))->connected)
-			return true;
-	return false;
+static HTAB *remotes = NULL;
+static MemoryContext remote_cxt = NULL;
+
+static Remote *
+remote(HandlerRun *h)
+{
+	Remote	   *r;
+	bool		found;
+
+	if (remotes == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		if (remote_cxt == NULL)
+			remote_cxt = AllocSetContextCreate(TopMemoryContext, "cluster deliveries",
+											   ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(Remote);
+		ctl.hcxt = remote_cxt;
+		remotes = hash_create("cluster delivery handlers", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	r = hash_search(remotes, &h->id, HASH_ENTER, &found);
+	if (!found)
+	{
+		r->handler = h;
+		r->conns = NIL;
+		r->deliveries = NIL;
+		r->run = ++runs;
+		r->next_delivery = 0;
+	}
+	return r;
+}
+
+static void
+remember(List **list, void *item)
+{
+	MemoryContext old = MemoryContextSwitchTo(remote_cxt);
+
+	*list = lappend(*list, item);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -75,6 +123,7 @@ typedef struct Peer
 {
 	WorkerConn *conn;			/* the hash key */
 	int			in_flight;
+	bool		suspect_out;	/* a suspect's delivery is in flight: alone */
 	int64		delivered;
 	int64		acked;
 	int64		failed;
@@ -149,7 +198,7 @@ healthy_other(HandlerRun *h, WorkerConn *except, TimestampTz now)
 {
 	ListCell   *lc;
 
-	foreach(lc, h->conns)
+	foreach(lc, remote(h)->conns)
 	{
 		WorkerConn *c = lfirst(lc);
 
@@ -180,11 +229,12 @@ ring_cmp(const void *a, const void *b)
 static void
 ring_build(HandlerRun *h, Ring *ring, bool any_healthy)
 {
+	List	   *conns = remote(h)->conns;
 	ListCell   *lc;
 
 	ring->n = 0;
-	ring->points = palloc(sizeof(RingPoint) * Max(1, list_length(h->conns) * RING_POINTS));
-	foreach(lc, h->conns)
+	ring->points = palloc(sizeof(RingPoint) * Max(1, list_length(conns) * RING_POINTS));
+	foreach(lc, conns)
 	{
 		WorkerConn *c = lfirst(lc);
 
@@ -249,17 +299,16 @@ static Delivery *
 send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 		   int *attempts, EventPos *positions, int n)
 {
-	MemoryContext cxt = h->tracker->cxt;
-	Delivery   *d = MemoryContextAllocZero(cxt, sizeof(Delivery));
+	Remote	   *r = remote(h);
+	Delivery   *d = MemoryContextAllocZero(remote_cxt, sizeof(Delivery));
 	Jsonb	   *array;
 	StringInfoData buf;
-	MemoryContext old;
 
-	d->events = MemoryContextAlloc(cxt, sizeof(EventPos) * n);
+	d->events = MemoryContextAlloc(remote_cxt, sizeof(EventPos) * n);
 	memcpy(d->events, positions, sizeof(EventPos) * n);
 	array = protocol_event_batch(events, attempts, n);
 	snprintf(d->id, sizeof(d->id), INT64_FORMAT ".%u." INT64_FORMAT,
-			 l->fence, h->run, ++h->next_delivery);
+			 l->fence, r->run, ++r->next_delivery);
 	d->conn = c;
 	d->n = n;
 	d->sent_at = GetCurrentTimestamp();
@@ -269,17 +318,21 @@ send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 	protocol_encode_events(&buf, d->id, l->fence, array);
 	send_text(c, &buf);
 
-	old = MemoryContextSwitchTo(cxt);
-	h->deliveries = lappend(h->deliveries, d);
-	MemoryContextSwitchTo(old);
+	remember(&r->deliveries, d);
 	peer(c)->in_flight++;
 	peer(c)->delivered++;
 	return d;
 }
 
+/*
+ * A suspect (an event that was out when a connection was lost, see
+ * tracker_select) goes alone to a worker with nothing else in flight, so
+ * that if it kills the connection again no other event is lost with it.
+ */
 static void
 send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n)
 {
+	Delivery   *d;
 	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
 	int		   *attempts = palloc(sizeof(int) * n);
 	EventPos   *positions = palloc(sizeof(EventPos) * n);
@@ -290,25 +343,32 @@ send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n
 		attempts[i] = batch[i]->attempts + 1;
 		positions[i] = batch[i]->pos;
 	}
-	(void) send_batch(l, h, c, events, attempts, positions, n);
+	d = send_batch(l, h, c, events, attempts, positions, n);
+	d->suspect = batch[0]->losses > 0;
+	if (d->suspect)
+		peer(c)->suspect_out = true;
 }
 
-/* Give a delivery's unanswered events back, to be sent again. */
+/*
+ * Give a delivery's unanswered events back, to be sent again (what a
+ * replay left unanswered stays marked, and is fetched again).
+ */
 static void
 delivery_end(HandlerRun *h, Delivery *d)
 {
-	/* what a replay left unanswered is still marked: look again */
-	if (d->replay_ids)
-		h->replay_pending = true;
+	Remote	   *r = remote(h);
+
 	for (int i = 0; i < d->n && !d->replay_ids; i++)
 	{
 		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
 
 		if (ev && !ev->done)
-			ev->selected = false;
+			tracker_give_back(h->tracker, ev);
 	}
 	peer(d->conn)->in_flight--;
-	h->deliveries = list_delete_ptr(h->deliveries, d);
+	if (d->suspect)
+		peer(d->conn)->suspect_out = false;
+	r->deliveries = list_delete_ptr(r->deliveries, d);
 	pfree(d->events);
 	if (d->replay_ids)
 		pfree(d->replay_ids);
@@ -488,35 +548,49 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 }
 
 /*
- * An answer to a delivery that is not in flight.  One this leader sent
- * (its fence, a run of this process, a sequence number handed out) is
- * late, after a timeout or a reload, or a duplicate: its events were taken
- * back and went out again, so it is only worth a warning.  An id never
- * sent can't be trusted.
+ * Could this leader, or an earlier one, have sent the delivery "id"
+ * ("fence.run.seq", see send_batch)?  An earlier leader's (a lower fence),
+ * or one of this leader's with a run of this process and a sequence number
+ * already handed out.
+ */
+static bool
+sent_before(Leader *l, HandlerRun *h, const char *id)
+{
+	char	   *rest;
+	long long	fence = strtoll(id, &rest, 10);
+	unsigned long run;
+	long long	seq;
+
+	if (*rest != '.' || fence <= 0)
+		return false;
+	run = strtoul(rest + 1, &rest, 10);
+	if (*rest != '.' || run == 0)
+		return false;
+	seq = strtoll(rest + 1, &rest, 10);
+	if (*rest != '\0' || seq <= 0)
+		return false;
+	if (fence != l->fence)
+		return fence < l->fence;
+	return run <= runs && (run != remote(h)->run || seq <= remote(h)->next_delivery);
+}
+
+/*
+ * An answer to a delivery that is not in flight.  One sent before is late
+ * (after a timeout, a reload or a change of leader) or a duplicate: its
+ * events were taken back and went out again, so it is only worth a
+ * warning.  An id never sent can't be trusted.
  */
 static void
 answer_not_in_flight(Leader *l, HandlerRun *h, WorkerConn *c, WorkerMessage *msg)
 {
-	char		prefix[32];
-	char	   *rest;
-	unsigned long run;
-	long long	seq;
-
-	snprintf(prefix, sizeof(prefix), INT64_FORMAT ".", l->fence);
-	if (strncmp(msg->delivery_id, prefix, strlen(prefix)) == 0)
+	if (sent_before(l, h, msg->delivery_id))
 	{
-		run = strtoul(msg->delivery_id + strlen(prefix), &rest, 10);
-		seq = (*rest == '.') ? strtoll(rest + 1, NULL, 10) : 0;
-		if (run > 0 && run <= runs && seq > 0 &&
-			(run != h->run || seq <= h->next_delivery))
-		{
-			if (may_warn(h, c))
-				ereport(WARNING,
-						(errmsg("worker %s of handler \"%s\" answered delivery \"%s\", which is no longer in flight; ignored",
-								c->id, h->name, msg->delivery_id),
-						 errdetail("A late or duplicate answer: the delivery's events were handed out again.")));
-			return;
-		}
+		if (may_warn(h, c))
+			ereport(WARNING,
+					(errmsg("worker %s of handler \"%s\" answered delivery \"%s\", which is no longer in flight; ignored",
+							c->id, h->name, msg->delivery_id),
+					 errdetail("A late or duplicate answer: the delivery's events were handed out again.")));
+		return;
 	}
 	untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
 			  psprintf("answer to delivery \"%s\", which was never sent", msg->delivery_id));
@@ -535,11 +609,20 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 		untrusted(h, c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, why);
 		return;
 	}
-	if (msg.has_fence && msg.fence != l->fence)
+	if (msg.has_fence && msg.fence > l->fence)
 	{
 		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-				  psprintf("stale fence " INT64_FORMAT " (the leader's is " INT64_FORMAT ")",
+				  psprintf("fence " INT64_FORMAT " is ahead of the leader's (" INT64_FORMAT ")",
 						   msg.fence, l->fence));
+		return;
+	}
+	if (msg.has_fence && msg.fence < l->fence)
+	{
+		/* an answer to an earlier leader: its events were handed out again */
+		if (may_warn(h, c))
+			ereport(WARNING,
+					(errmsg("worker %s of handler \"%s\" answered for fence " INT64_FORMAT ", the leader's is " INT64_FORMAT "; ignored",
+							c->id, h->name, msg.fence, l->fence)));
 		return;
 	}
 	switch (msg.type)
@@ -572,7 +655,7 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 		case WORKER_FAIL:
 			break;
 	}
-	foreach(lc, h->deliveries)
+	foreach(lc, remote(h)->deliveries)
 	{
 		Delivery   *d = lfirst(lc);
 
@@ -593,7 +676,7 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 {
 	ListCell   *lc;
 
-	foreach(lc, h->deliveries)
+	foreach(lc, remote(h)->deliveries)
 	{
 		Delivery   *d = lfirst(lc);
 		bool		attempt;
@@ -618,55 +701,110 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 }
 
 /*
- * Deliveries of a connection that went away: their events go elsewhere,
- * without an attempt counted.  A worker that misbehaves is closed and only
- * dialled again after its backoff, which a working connection's first ack
- * resets: meanwhile its keys map to the other workers.
+ * Deliveries of a connection that went away: their events go elsewhere.
+ * The first such loss of an event costs no attempt (a worker restarted, a
+ * network blip); every further one counts as a failed attempt, so that an
+ * event that kills every worker it reaches is dead-lettered after
+ * max_attempts instead of going round forever.  A connection the leader
+ * closed for a violation is the worker's fault, never the event's: no
+ * attempt.  Such a worker is only dialled again after its backoff, which a
+ * working connection's first ack resets: meanwhile its keys map to the
+ * other workers.
  */
 static void
-take_back(HandlerRun *h, WorkerConn *c)
+take_back(HandlerRun *h, WorkerConn *c, BatchOutcome *out)
 {
 	ListCell   *lc;
 
-	foreach(lc, h->deliveries)
+	foreach(lc, remote(h)->deliveries)
 	{
 		Delivery   *d = lfirst(lc);
 
-		if (d->conn == c)
+		if (d->conn != c)
+			continue;
+		for (int i = 0; i < d->n && !d->replay_ids; i++)
 		{
-			delivery_end(h, d);
-			take_back(h, c);
-			return;
+			TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+			int			losses;
+
+			if (ev == NULL || ev->done)
+				continue;
+			if (c->closed_by_leader)
+			{
+				tracker_give_back(h->tracker, ev);
+				continue;
+			}
+			losses = tracker_lost(h->tracker, ev);
+			if (losses > 1)
+				handler_event_failed(h, ev,
+									 psprintf("the connection to the worker was lost while it held the event (%d times)",
+											  losses),
+									 out);
 		}
+		delivery_end(h, d);
+		take_back(h, c, out);
+		return;
 	}
 }
 
 /* Before connections of unregistered workers are closed and freed. */
-void
-delivery_drop_unwanted(HandlerRun *h)
+static void
+drop_unwanted(HandlerRun *h)
 {
 	ListCell   *lc;
 
-	foreach(lc, h->deliveries)
+	foreach(lc, remote(h)->deliveries)
 	{
 		Delivery   *d = lfirst(lc);
 
 		if (!d->conn->wanted)
 		{
 			delivery_end(h, d);
-			delivery_drop_unwanted(h);
+			drop_unwanted(h);
 			return;
 		}
 	}
 }
 
-/* Before the transport frees the unwanted connections: forget them here. */
+/*
+ * The leader tells which workers each handler has: delivery_clear_workers(),
+ * delivery_add_worker() for each, then delivery_workers_added(), before the
+ * transport frees the connections no longer wanted.
+ */
 void
-delivery_prune_peers(void)
+delivery_clear_workers(void)
 {
 	HASH_SEQ_STATUS seq;
+	Remote	   *r;
+
+	if (remotes == NULL)
+		return;
+	hash_seq_init(&seq, remotes);
+	while ((r = hash_seq_search(&seq)) != NULL)
+	{
+		list_free(r->conns);
+		r->conns = NIL;
+	}
+}
+
+void
+delivery_add_worker(HandlerRun *h, WorkerConn *c)
+{
+	remember(&remote(h)->conns, c);
+}
+
+void
+delivery_workers_added(void)
+{
+	HASH_SEQ_STATUS seq;
+	Remote	   *r;
 	Peer	   *p;
 
+	if (remotes == NULL)
+		return;
+	hash_seq_init(&seq, remotes);
+	while ((r = hash_seq_search(&seq)) != NULL)
+		drop_unwanted(r->handler);
 	if (peers == NULL)
 		return;
 	hash_seq_init(&seq, peers);
@@ -675,13 +813,24 @@ delivery_prune_peers(void)
 			(void) hash_search(peers, &p->conn, HASH_REMOVE, NULL);
 }
 
-/* Every connection goes (the leader stepped down): forget them all. */
+/*
+ * The leader unloads its handlers: forget them (remote_forget() gave
+ * their deliveries back first).  With "connections_too" (the leader stepped
+ * down), every connection goes as well.
+ */
 void
-delivery_forget_peers(void)
+delivery_forget_all(bool connections_too)
 {
-	if (peers)
+	if (remotes)
+		hash_destroy(remotes);
+	remotes = NULL;
+	if (remote_cxt)
+		MemoryContextReset(remote_cxt);
+	if (connections_too && peers)
+	{
 		hash_destroy(peers);
-	peers = NULL;
+		peers = NULL;
+	}
 }
 
 /* A connection's counters and last error, for cluster.workers. */
@@ -701,13 +850,15 @@ delivery_report(WorkerConn *c, WorkerStat *stat)
 			sizeof(stat->last_error));
 }
 
-void
-delivery_forget(HandlerRun *h)
+static void
+remote_forget(HandlerRun *h)
 {
-	while (h->deliveries != NIL)
-		delivery_end(h, linitial(h->deliveries));
-	h->run = ++runs;
-	h->next_delivery = 0;
+	Remote	   *r = remote(h);
+
+	while (r->deliveries != NIL)
+		delivery_end(h, linitial(r->deliveries));
+	r->run = ++runs;
+	r->next_delivery = 0;
 }
 
 /*
@@ -715,12 +866,12 @@ delivery_forget(HandlerRun *h)
  * up on deliveries past their deadline.  Runs whenever the handler has
  * workers, connected or not, so that nothing stays with a lost one.
  */
-void
-delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
+static void
+remote_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	ListCell   *lc;
 
-	foreach(lc, h->conns)
+	foreach(lc, remote(h)->conns)
 	{
 		WorkerConn *c = lfirst(lc);
 		WireMessage *m;
@@ -732,7 +883,7 @@ delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
 							c->id, h->name, c->address),
 					 errdetail("%s", c->last_error[0] ? c->last_error : "no reason given"),
 					 errhint("Its deliveries go to the other workers; it is dialled again after a backoff.")));
-			take_back(h, c);
+			take_back(h, c, out);
 		}
 		if (transport_take_connected(c))
 		{
@@ -774,10 +925,11 @@ refuse_oversized(HandlerRun *h, BatchOutcome *out)
 }
 
 /* Hand out what is ready; returns ms until a deadline needs a look, or -1. */
-long
-delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
+static long
+remote_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	Remote	   *r = remote(h);
 	ListCell   *lc;
 	Ring		ring;
 	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
@@ -787,18 +939,26 @@ delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
 	refuse_oversized(h, out);
 	any_healthy = healthy_other(h, NULL, now);
 	ring_build(h, &ring, any_healthy);
-	foreach(lc, h->conns)
+	foreach(lc, r->conns)
 	{
 		WorkerConn *c = lfirst(lc);
 		int			n;
 
 		ring.target = c;
 		while (takes_keys(c, any_healthy, now) && peer(c)->in_flight < c->capacity &&
+			   !peer(c)->suspect_out &&
 			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes, now, batch,
 								   h->key_order ? ring_owns : NULL, &ring)) > 0)
+		{
+			if (batch[0]->losses > 0 && peer(c)->in_flight > 0)
+			{
+				tracker_give_back(h->tracker, batch[0]);
+				break;			/* the suspect waits for the others' answers */
+			}
 			send_events(l, h, c, batch, n);
+		}
 	}
-	foreach(lc, h->deliveries)
+	foreach(lc, r->deliveries)
 	{
 		long		ms = TimestampDifferenceMilliseconds(now, ((Delivery *) lfirst(lc))->deadline);
 
@@ -811,19 +971,21 @@ delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out)
  * Replay dead letters through the workers: one batch at a time, oldest
  * first, to a healthy worker with room, so that replays keep their order
  * (keys included).  Their answers delete the dead letters or count an
- * attempt (handler_replay_outcome); what stays unanswered stays marked.
+ * attempt (handler_replay_outcome); what stays unanswered stays marked and
+ * is fetched again.  Returns false once nothing is marked or in flight.
  */
-void
-delivery_replay(Leader *l, HandlerRun *h)
+static bool
+remote_replay(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	bool		any_healthy = healthy_other(h, NULL, now);
+	Remote	   *r = remote(h);
 	ListCell   *lc;
 
-	foreach(lc, h->deliveries)
+	foreach(lc, r->deliveries)
 		if (((Delivery *) lfirst(lc))->replay_ids)
-			return;				/* one replay at a time */
-	foreach(lc, h->conns)
+			return true;		/* one replay at a time */
+	foreach(lc, r->conns)
 	{
 		WorkerConn *c = lfirst(lc);
 		int64	   *ids;
@@ -837,10 +999,48 @@ delivery_replay(Leader *l, HandlerRun *h)
 			continue;
 		n = handler_replay_fetch(h, h->batch_size, &ids, &positions, &events, &attempts);
 		if (n == 0)
-			return;
+			return false;
 		d = send_batch(l, h, c, events, attempts, positions, n);
-		d->replay_ids = MemoryContextAlloc(h->tracker->cxt, sizeof(int64) * n);
+		d->replay_ids = MemoryContextAlloc(remote_cxt, sizeof(int64) * n);
 		memcpy(d->replay_ids, ids, sizeof(int64) * n);
-		return;
+		return true;
 	}
+	return true;				/* no worker has room yet */
 }
+
+static bool
+remote_ready(HandlerRun *h)
+{
+	ListCell   *lc;
+
+	foreach(lc, remote(h)->conns)
+		if (((WorkerConn *) lfirst(lc))->connected)
+			return true;
+	return false;
+}
+
+/* A worker said something, connected or went away since the last round. */
+static bool
+remote_stirred(HandlerRun *h)
+{
+	ListCell   *lc;
+
+	foreach(lc, remote(h)->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+
+		if (c->in_head || c->just_connected || c->just_lost)
+			return true;
+	}
+	return false;
+}
+
+const Executor remote_executor = {
+	.name = "workers",
+	.ready = remote_ready,
+	.stirred = remote_stirred,
+	.settle = remote_settle,
+	.replay = remote_replay,
+	.run = remote_run,
+	.forget = remote_forget,
+};

@@ -17,27 +17,27 @@
  * untrusted: what can't be trusted closes its connection with a status.
  * A delivery whose ack_timeout passes makes its worker unhealthy for a
  * while (no new keys while another is healthy) and goes to a healthy
- * worker without an attempt; delivery_replay() sends dead letters marked
- * for replay, one batch at a time.
+ * worker without an attempt.  Dead letters marked for replay go out one
+ * batch at a time.  It is the leader's remote executor (executor.h); it
+ * owns what it keeps per handler (workers, deliveries in flight) and per
+ * connection (counters, health), and reports the latter with
+ * delivery_report() for the leader to push into shared memory.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef CLUSTER_DELIVERY_H
 #define CLUSTER_DELIVERY_H
 
-#include "handler.h"
-#include "leader.h"
+#include "executor.h"
 #include "shmem.h"
 #include "transport.h"
 
-extern bool delivery_remote(HandlerRun *h);
-extern void delivery_settle(Leader *l, HandlerRun *h, BatchOutcome *out);
-extern long delivery_dispatch(Leader *l, HandlerRun *h, BatchOutcome *out);
-extern void delivery_replay(Leader *l, HandlerRun *h);
-extern void delivery_forget(HandlerRun *h);
-extern void delivery_drop_unwanted(HandlerRun *h);
-extern void delivery_prune_peers(void);
-extern void delivery_forget_peers(void);
+extern const Executor remote_executor;
+
+extern void delivery_clear_workers(void);
+extern void delivery_add_worker(HandlerRun *h, WorkerConn *c);
+extern void delivery_workers_added(void);
+extern void delivery_forget_all(bool connections_too);
 extern void delivery_report(WorkerConn *c, WorkerStat *stat);
 
 #endif							/* CLUSTER_DELIVERY_H */

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/regproc.h"
@@ -46,6 +47,133 @@ load_restore(HandlerRun *h, Datum txids, Datum ids, Datum attempts)
 		att[k] = DatumGetInt32(a[k]);
 	}
 	tracker_restore(h->tracker, n, pos, att);
+}
+
+/* the columns of handler_load_all's query */
+#define Anum_h_id				1
+#define Anum_h_name				2
+#define Anum_h_function			3
+#define Anum_h_owner			4
+#define Anum_h_key_order		5
+#define Anum_h_batch_size		6
+#define Anum_h_max_attempts		7
+#define Anum_h_max_in_flight	8
+#define Anum_h_paused			9
+#define Anum_h_replay			10
+#define Anum_h_pump_id			11
+#define Anum_h_function_missing 12
+#define Anum_h_ack_timeout_ms	13
+#define Anum_h_max_batch_bytes	14
+
+/*
+ * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
+ * across transactions is allocated explicitly in "cxt".
+ */
+static Pump *
+pump_for(int32 id, MemoryContext cxt, List **pumps)
+{
+	ListCell   *lc;
+	Pump	   *pump;
+	MemoryContext old;
+
+	foreach(lc, *pumps)
+	{
+		pump = lfirst(lc);
+		if (pump->id == id)
+			return pump;
+	}
+	pump = pump_load(id, cxt);
+	pump_prepare(pump);
+	old = MemoryContextSwitchTo(cxt);
+	*pumps = lappend(*pumps, pump);
+	MemoryContextSwitchTo(old);
+	return pump;
+}
+
+static int32
+row_int32(HeapTuple tup, TupleDesc desc, int attnum)
+{
+	bool		isnull;
+
+	return DatumGetInt32(SPI_getbinval(tup, desc, attnum, &isnull));
+}
+
+static bool
+row_bool(HeapTuple tup, TupleDesc desc, int attnum)
+{
+	bool		isnull;
+
+	return DatumGetBool(SPI_getbinval(tup, desc, attnum, &isnull));
+}
+
+static HandlerRun *
+handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
+{
+	HandlerRun *h = MemoryContextAllocZero(cxt, sizeof(HandlerRun));
+	bool		isnull;
+
+	h->id = row_int32(tup, desc, Anum_h_id);
+	strlcpy(h->name, SPI_getvalue(tup, desc, Anum_h_name), NAMEDATALEN);
+	h->what = MemoryContextStrdup(cxt, psprintf("cluster handler \"%s\"", h->name));
+	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_function, &isnull));
+	if (isnull)
+		h->function = InvalidOid;
+	h->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_owner, &isnull));
+	h->key_order = row_bool(tup, desc, Anum_h_key_order);
+	h->batch_size = row_int32(tup, desc, Anum_h_batch_size);
+	h->max_attempts = row_int32(tup, desc, Anum_h_max_attempts);
+	h->max_in_flight = row_int32(tup, desc, Anum_h_max_in_flight);
+	h->paused = row_bool(tup, desc, Anum_h_paused);
+	h->replay_marked = row_bool(tup, desc, Anum_h_replay);
+	h->ack_timeout_ms = row_int32(tup, desc, Anum_h_ack_timeout_ms);
+	h->max_batch_bytes = row_int32(tup, desc, Anum_h_max_batch_bytes);
+	h->pump = pump_for(row_int32(tup, desc, Anum_h_pump_id), cxt, pumps);
+	h->tracker = tracker_create(cxt, h->max_in_flight, h->key_order);
+	if (row_bool(tup, desc, Anum_h_function_missing))
+	{
+		ereport(WARNING,
+				(errmsg("function of cluster handler \"%s\" does not exist", h->name),
+				 errhint("Set another one with cluster.alter_handler().")));
+		h->function = InvalidOid;
+	}
+	if (h->function != InvalidOid)
+		fmgr_info_cxt(h->function, &h->flinfo, cxt);
+	return h;
+}
+
+/*
+ * The handlers of a coordinator as they are now, allocated in "cxt"; the
+ * pumps they read are appended to *pumps.  Runs in a transaction.
+ */
+List *
+handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(coordinator_id)};
+	SPITupleTable *rows;
+	uint64		n;
+	List	   *handlers = NIL;
+
+	spi_exec_checked("SELECT h.id, h.name, h.function::pg_catalog.oid, h.owner::pg_catalog.oid, "
+					 "       h.ordering = 'key', h.batch_size, h.max_attempts, h.max_in_flight, h.paused, "
+					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
+					 "       h.pump_id, "
+					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
+					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int, h.max_batch_bytes "
+					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
+					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 row = 0; row < n; row++)
+	{
+		HandlerRun *h = handler_from_row(rows->vals[row], rows->tupdesc, cxt, pumps);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		handlers = lappend(handlers, h);
+		MemoryContextSwitchTo(old);
+	}
+	return handlers;
 }
 
 void
@@ -104,7 +232,6 @@ handler_load(HandlerRun *h)
 	tracker_reset(h->tracker, cursor);
 	load_restore(h, spi_getdatum(0, 4, &isnull), spi_getdatum(0, 5, &isnull),
 				 spi_getdatum(0, 6, &isnull));
-	h->needs_load = false;
 }
 
 static void
@@ -216,8 +343,8 @@ handler_record_error(HandlerRun *h, const char *message)
 /*
  * Up to "limit" dead letters marked for replay, oldest first, locked: their
  * ids, their events' positions (the event id; txid 0), the events (as
- * delivered) and next attempt numbers.  Clears replay_pending when these
- * are the last ones.
+ * delivered) and next attempt numbers.  Fewer than "limit": these are the
+ * last ones.
  */
 int
 handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
@@ -231,7 +358,6 @@ handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 					 "WHERE handler_id = $1 AND replay ORDER BY id LIMIT $2 FOR UPDATE",
 					 2, types, values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
-	h->replay_pending = (n == (uint64) limit);
 	*dead_letter_ids = palloc(sizeof(int64) * Max(n, 1));
 	*positions = palloc0(sizeof(EventPos) * Max(n, 1));
 	*events = palloc(sizeof(Jsonb *) * Max(n, 1));

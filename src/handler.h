@@ -15,9 +15,12 @@
  * handler_replay_outcome() (a replayed dead letter done or failed).  This
  * module calls neither delivery.c nor sql_handler.c: they call it.
  *
- * handler_load() rebuilds the tracker from the handler's row (cursor, done
- * events above it, attempts of failed events), so that a new leader
- * re-sends only what was really in flight.  handler_commit() writes what a
+ * handler_load_all() makes a HandlerRun of each handler of a coordinator,
+ * with the pumps they read; this module alone writes a HandlerRun (its
+ * settings once, its epoch at each handler_load()), the tracker writes its
+ * own struct.  handler_load() rebuilds the tracker from the handler's row
+ * (cursor, done events above it, attempts of failed events), so that a new
+ * leader re-sends only what was really in flight.  handler_commit() writes what a
  * batch changed, as deltas, in the caller's transaction, fenced: it
  * returns false when the leader's fence or the handler's epoch is no
  * longer current, and the caller must then roll back.
@@ -38,7 +41,6 @@ typedef struct HandlerRun
 	int32		id;
 	char		name[NAMEDATALEN];
 	char	   *what;			/* "cluster handler \"name\"", for messages */
-	int32		epoch;
 	Pump	   *pump;
 	Oid			function;		/* InvalidOid: no SQL function */
 	Oid			owner;
@@ -47,21 +49,13 @@ typedef struct HandlerRun
 	int			max_attempts;
 	int			max_in_flight;
 	int			max_batch_bytes;	/* of a delivery, in stored jsonb */
-	bool		paused;
-	bool		replay_pending; /* dead letters were marked for replay */
-	bool		needs_load;		/* tracker must be rebuilt from the row */
-	FmgrInfo	flinfo;
-	Tracker    *tracker;
 	int			ack_timeout_ms;
-	List	   *conns;			/* WorkerConn *: its registered workers */
-	List	   *deliveries;		/* Delivery *: in flight to them */
-	uint32		run;			/* tells this tracker's deliveries from older ones */
-	int64		next_delivery;
-	int			blocked_ms;		/* poll backoff while events wait on xmin */
-	TimestampTz due;			/* when the last round asked to be run again */
-	uint64		publications;	/* shmem_publications() before that round */
-	int			error_backoff_ms;
-	TimestampTz retry_after;	/* after an unexpected error */
+	bool		paused;
+	bool		replay_marked;	/* dead letters were marked for replay at load */
+	FmgrInfo	flinfo;
+	/* what handler_load() read */
+	int32		epoch;
+	Tracker    *tracker;
 } HandlerRun;
 
 /* An event given up on, copied out of the tracker (which moves on). */
@@ -83,6 +77,8 @@ typedef struct BatchOutcome
 	char	   *last_error;
 } BatchOutcome;
 
+extern List *handler_load_all(int32 coordinator_id, MemoryContext cxt,
+							  List **pumps);
 extern void handler_check_rights(HandlerRun *h);
 extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,

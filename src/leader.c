@@ -26,6 +26,7 @@
 
 #include "cluster.h"
 #include "delivery.h"
+#include "executor.h"
 #include "handler.h"
 #include "leader.h"
 #include "shmem.h"
@@ -34,21 +35,36 @@
 #include "xact.h"
 
 #define SLICE_MS 100			/* one handler's share of a pass */
-#define GROUP_BATCHES 16		/* batches of a backlog to one commit */
-#define GROUP_MS 20
 #define BLOCKED_MIN_MS 5
 #define BLOCKED_MAX_MS 1000
 #define ERROR_MIN_MS 1000
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
 
+/* What the leader keeps of a handler's turns; only this module writes it. */
+typedef struct Turn
+{
+	HandlerRun *h;
+	bool		needs_load;		/* the tracker must be rebuilt from the row */
+	bool		replay_pending; /* dead letters may be marked for replay */
+	int			blocked_ms;		/* poll backoff while events wait on xmin */
+	TimestampTz due;			/* when the last round asked to be run again */
+	uint64		publications;	/* shmem_publications() before that round */
+	int			error_backoff_ms;
+	TimestampTz retry_after;	/* after an unexpected error */
+} Turn;
+
+/* Both settle every round; one of them runs it. */
+static const Executor *const executors[] = {&remote_executor, &local_executor};
+
 static void leader_load(Leader *l);
 static void leader_report_workers(void);
 static void leader_load_workers(Leader *l);
 
 static long
-round_wait(HandlerRun *h, bool caught_up)
+round_wait(Turn *turn, bool caught_up)
 {
+	HandlerRun *h = turn->h;
 	long		wait = cluster_poll_interval;
 	long		due = tracker_next_due_ms(h->tracker, GetCurrentTimestamp());
 
@@ -56,79 +72,77 @@ round_wait(HandlerRun *h, bool caught_up)
 		wait = Min(wait, due);
 	if (caught_up && pump_blocked(h->pump, h->tracker->read_pos))
 	{
-		h->blocked_ms = Min(Max(h->blocked_ms * 2, BLOCKED_MIN_MS), BLOCKED_MAX_MS);
-		wait = Min(wait, h->blocked_ms);
+		turn->blocked_ms = Min(Max(turn->blocked_ms * 2, BLOCKED_MIN_MS), BLOCKED_MAX_MS);
+		wait = Min(wait, turn->blocked_ms);
 	}
 	else
-		h->blocked_ms = 0;
+		turn->blocked_ms = 0;
 	return wait;
+}
+
+/* The executor that runs this round: the workers if one is connected. */
+static const Executor *
+executor_for(HandlerRun *h)
+{
+	for (size_t i = 0; i < lengthof(executors); i++)
+		if (executors[i]->ready(h))
+			return executors[i];
+	return NULL;
 }
 
 /*
  * One transaction; returns 0 when it did work that may continue at once,
- * else how long to wait.  Workers connected: the batches go to them;
- * none: the SQL function, if any, handles them here.
+ * else how long to wait.
  */
 static long
-handler_round(Leader *l, HandlerRun *h)
+handler_round(Leader *l, Turn *turn)
 {
+	HandlerRun *h = turn->h;
 	Tracker    *t = h->tracker;
+	const Executor *ex;
 	BatchOutcome out = {0};
 	int			room,
-				got = 0,
-				n = 0;
-	long		wait = 0;
-	bool		remote;
+				got = 0;
+	long		wait = cluster_poll_interval;
 
 	worker_xact_begin("cluster: pumping");
 	handler_check_rights(h);
-	if (h->needs_load)
+	if (turn->needs_load)
 	{
-		delivery_forget(h);
+		for (size_t i = 0; i < lengthof(executors); i++)
+			executors[i]->forget(h);
 		handler_load(h);
+		turn->needs_load = false;
 	}
-	if (h->conns != NIL)
-		delivery_settle(l, h, &out);
-	remote = delivery_remote(h);
-	/* dead letters to replay go where live events would */
-	if (h->replay_pending && remote)
-		delivery_replay(l, h);
-	else if (h->replay_pending && h->function != InvalidOid)
-		sql_handler_replay(h, &out);
-	room = Min(tracker_room(t), h->batch_size);
-	if (room > 0 && (remote || h->function != InvalidOid))
-		got = pump_read(h->pump, t, room);
-	if (remote)
+	for (size_t i = 0; i < lengthof(executors); i++)
+		executors[i]->settle(l, h, &out);
+	ex = executor_for(h);
+	if (ex != NULL)
 	{
-		long		due = delivery_dispatch(l, h, &out);
+		int64		settled = out.processed + out.failed;
+		bool		more_replays = false;
+		long		run_wait;
 
-		wait = round_wait(h, room > 0 && got < room);
-		if (due >= 0)
-			wait = Min(wait, due);
-	}
-	else if (h->function != InvalidOid)
-	{
-		TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
-		TimestampTz start = GetCurrentTimestamp();
-
-		/* a backlog is handled several batches to a commit */
-		for (int i = 0; i < GROUP_BATCHES; i++)
+		/* dead letters to replay go where live events would */
+		if (turn->replay_pending)
 		{
-			n = tracker_select(t, h->batch_size, 0, GetCurrentTimestamp(), batch, NULL, NULL);
-			if (n == 0)
-				break;
-			sql_handler_run(h, batch, n, &out);
-			tracker_advance(t);
-			if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), GROUP_MS))
-				break;
-			room = Min(tracker_room(t), h->batch_size);
-			got = room > 0 ? pump_read(h->pump, t, room) : 0;
+			turn->replay_pending = ex->replay(l, h, &out);
+			/* replays handled here and now: more may follow at once */
+			more_replays = turn->replay_pending && out.processed + out.failed > settled;
 		}
-		if (out.processed == 0 && out.failed == 0)
-			wait = round_wait(h, room > 0 && got < room);
+		room = Min(tracker_room(t), h->batch_size);
+		if (room > 0)
+			got = pump_read(h->pump, t, room);
+		run_wait = ex->run(l, h, &out);
+		if (run_wait == 0 || more_replays)
+			wait = 0;
+		else
+		{
+			wait = round_wait(turn, room > 0 && got < room);
+			if (run_wait > 0)
+				wait = Min(wait, run_wait);
+		}
 	}
-	else
-		wait = cluster_poll_interval;
 
 	if (out.processed > 0 || out.failed > 0 || out.patched)
 	{
@@ -137,7 +151,7 @@ handler_round(Leader *l, HandlerRun *h)
 		{
 			/* deposed, or the handler was reset: undo the round */
 			worker_xact_abort();
-			h->needs_load = true;
+			turn->needs_load = true;
 			l->fence_lost = true;
 			return 0;
 		}
@@ -148,21 +162,31 @@ handler_round(Leader *l, HandlerRun *h)
 }
 
 static long
-handler_failed(HandlerRun *h, MemoryContext cxt)
+handler_failed(Turn *turn, MemoryContext cxt)
 {
 	ErrorData  *edata = worker_xact_recover(cxt);
 
 	ereport(WARNING,
-			(errmsg("cluster handler \"%s\" failed: %s", h->name, edata->message)));
-	h->needs_load = true;
-	h->error_backoff_ms = Min(Max(h->error_backoff_ms * 2, ERROR_MIN_MS), ERROR_MAX_MS);
-	h->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), h->error_backoff_ms);
+			(errmsg("cluster handler \"%s\" failed: %s", turn->h->name, edata->message)));
+	turn->needs_load = true;
+	turn->error_backoff_ms = Min(Max(turn->error_backoff_ms * 2, ERROR_MIN_MS), ERROR_MAX_MS);
+	turn->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), turn->error_backoff_ms);
 
 	worker_xact_begin("cluster: recording a handler error");
-	handler_record_error(h, edata->message);
+	handler_record_error(turn->h, edata->message);
 	worker_xact_commit();
 	FreeErrorData(edata);
-	return h->error_backoff_ms;
+	return turn->error_backoff_ms;
+}
+
+/* Has an executor something to settle: an answer, a connection? */
+static bool
+handler_stirred(HandlerRun *h)
+{
+	for (size_t i = 0; i < lengthof(executors); i++)
+		if (executors[i]->stirred(h))
+			return true;
+	return false;
 }
 
 /*
@@ -171,56 +195,46 @@ handler_failed(HandlerRun *h, MemoryContext cxt)
  * wakeups (lease renewals) cost it nothing.
  */
 static bool
-handler_quiet(HandlerRun *h, TimestampTz now)
+handler_quiet(Turn *turn, TimestampTz now)
 {
-	ListCell   *lc;
-
-	if (h->needs_load || h->replay_pending || now >= h->due ||
-		h->publications != shmem_publications())
-		return false;
-	foreach(lc, h->conns)
-	{
-		WorkerConn *c = lfirst(lc);
-
-		if (c->in_head || c->just_connected || c->just_lost)
-			return false;
-	}
-	return true;
+	return !turn->needs_load && !turn->replay_pending && now < turn->due &&
+		turn->publications == shmem_publications() && !handler_stirred(turn->h);
 }
 
 static long
-handler_work(Leader *l, HandlerRun *h)
+handler_work(Leader *l, Turn *turn)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
 	volatile long wait = 0;
 
-	if (h->paused)
+	if (turn->h->paused)
 		return cluster_poll_interval;
-	if (h->function == InvalidOid && !h->replay_pending && h->conns == NIL)
+	/* nothing could run it, and nothing is left to settle */
+	if (executor_for(turn->h) == NULL && !handler_stirred(turn->h) && !turn->needs_load)
 		return cluster_poll_interval;
-	if (start < h->retry_after)
-		return TimestampDifferenceMilliseconds(start, h->retry_after);
-	if (handler_quiet(h, start))
-		return TimestampDifferenceMilliseconds(start, h->due);
+	if (start < turn->retry_after)
+		return TimestampDifferenceMilliseconds(start, turn->retry_after);
+	if (handler_quiet(turn, start))
+		return TimestampDifferenceMilliseconds(start, turn->due);
 
 	while (wait == 0 && !l->fence_lost &&
 		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), SLICE_MS))
 	{
-		h->publications = shmem_publications();
+		turn->publications = shmem_publications();
 		PG_TRY();
 		{
-			wait = handler_round(l, h);
-			h->error_backoff_ms = 0;
+			wait = handler_round(l, turn);
+			turn->error_backoff_ms = 0;
 		}
 		PG_CATCH();
 		{
-			wait = handler_failed(h, cxt);
+			wait = handler_failed(turn, cxt);
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
 	}
-	h->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
+	turn->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
 	return wait;
 }
 
@@ -257,22 +271,6 @@ leader_work(Leader *l)
 	return wait;
 }
 
-/* the columns of leader_load's query */
-#define Anum_h_id				1
-#define Anum_h_name				2
-#define Anum_h_function			3
-#define Anum_h_owner			4
-#define Anum_h_key_order		5
-#define Anum_h_batch_size		6
-#define Anum_h_max_attempts		7
-#define Anum_h_max_in_flight	8
-#define Anum_h_paused			9
-#define Anum_h_replay			10
-#define Anum_h_pump_id			11
-#define Anum_h_function_missing 12
-#define Anum_h_ack_timeout_ms	13
-#define Anum_h_max_batch_bytes	14
-
 /* What cluster.workers shows: pushed into shared memory after each pass. */
 static void
 leader_report_workers(void)
@@ -294,76 +292,19 @@ leader_report_workers(void)
 	pfree(stats);
 }
 
-/*
- * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
- * across transactions is allocated explicitly in the leader's context.
- */
-static Pump *
-pump_for(Leader *l, int32 id)
-{
-	ListCell   *lc;
-	Pump	   *pump;
-	MemoryContext old;
-
-	foreach(lc, l->pumps)
-	{
-		pump = lfirst(lc);
-		if (pump->id == id)
-			return pump;
-	}
-	pump = pump_load(id, l->cxt);
-	pump_prepare(pump);
-	old = MemoryContextSwitchTo(l->cxt);
-	l->pumps = lappend(l->pumps, pump);
-	MemoryContextSwitchTo(old);
-	return pump;
-}
-
-static HandlerRun *
-handler_from_row(Leader *l, HeapTuple tup, TupleDesc desc)
-{
-	HandlerRun *h = MemoryContextAllocZero(l->cxt, sizeof(HandlerRun));
-	bool		isnull;
-	bool		missing;
-
-	h->id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_id, &isnull));
-	strlcpy(h->name, SPI_getvalue(tup, desc, Anum_h_name), NAMEDATALEN);
-	h->what = MemoryContextStrdup(l->cxt, psprintf("cluster handler \"%s\"", h->name));
-	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_function, &isnull));
-	if (isnull)
-		h->function = InvalidOid;
-	missing = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_function_missing, &isnull));
-	h->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_owner, &isnull));
-	h->key_order = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_key_order, &isnull));
-	h->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_batch_size, &isnull));
-	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_attempts, &isnull));
-	h->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_in_flight, &isnull));
-	h->paused = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_paused, &isnull));
-	h->replay_pending = DatumGetBool(SPI_getbinval(tup, desc, Anum_h_replay, &isnull));
-	h->ack_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_ack_timeout_ms, &isnull));
-	h->max_batch_bytes = DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_max_batch_bytes, &isnull));
-	h->pump = pump_for(l, DatumGetInt32(SPI_getbinval(tup, desc, Anum_h_pump_id, &isnull)));
-	h->tracker = tracker_create(l->cxt, h->max_in_flight, h->key_order);
-	h->needs_load = true;
-	if (missing)
-	{
-		ereport(WARNING,
-				(errmsg("function of cluster handler \"%s\" does not exist", h->name),
-				 errhint("Set another one with cluster.alter_handler().")));
-		h->function = InvalidOid;
-	}
-	if (h->function != InvalidOid)
-		fmgr_info_cxt(h->function, &h->flinfo, l->cxt);
-	return h;
-}
-
 static void
 leader_unload(Leader *l)
 {
 	ListCell   *lc;
 
 	foreach(lc, l->handlers)
-		delivery_forget(lfirst(lc));
+	{
+		HandlerRun *h = ((Turn *) lfirst(lc))->h;
+
+		for (size_t i = 0; i < lengthof(executors); i++)
+			executors[i]->forget(h);
+	}
+	delivery_forget_all(false);
 	foreach(lc, l->pumps)
 		pump_release(lfirst(lc));
 	l->pumps = NIL;
@@ -376,34 +317,26 @@ leader_unload(Leader *l)
 static void
 leader_load(Leader *l)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(l->coordinator_id)};
-	SPITupleTable *rows;
-	uint64		n;
+	List	   *handlers;
+	ListCell   *lc;
+	MemoryContext old;
 
 	leader_unload(l);
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
-	spi_exec_checked("SELECT h.id, h.name, h.function::pg_catalog.oid, h.owner::pg_catalog.oid, "
-					 "       h.ordering = 'key', h.batch_size, h.max_attempts, h.max_in_flight, h.paused, "
-					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
-					 "       h.pump_id, "
-					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
-					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int, h.max_batch_bytes "
-					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
-					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
-					 1, types, values, NULL, SPI_OK_SELECT);
-	rows = SPI_tuptable;
-	n = SPI_processed;
-	for (uint64 row = 0; row < n; row++)
-	{
-		HandlerRun *h = handler_from_row(l, rows->vals[row], rows->tupdesc);
-		MemoryContext old = MemoryContextSwitchTo(l->cxt);
-
-		l->handlers = lappend(l->handlers, h);
-		MemoryContextSwitchTo(old);
-	}
+	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps);
 	worker_xact_commit();
+	old = MemoryContextSwitchTo(l->cxt);
+	foreach(lc, handlers)
+	{
+		Turn	   *turn = palloc0(sizeof(Turn));
+
+		turn->h = lfirst(lc);
+		turn->needs_load = true;
+		turn->replay_pending = turn->h->replay_marked;
+		l->handlers = lappend(l->handlers, turn);
+	}
+	MemoryContextSwitchTo(old);
 	leader_load_workers(l);
 }
 
@@ -413,8 +346,12 @@ handler_by_id(Leader *l, int32 id)
 	ListCell   *lc;
 
 	foreach(lc, l->handlers)
-		if (((HandlerRun *) lfirst(lc))->id == id)
-			return lfirst(lc);
+	{
+		HandlerRun *h = ((Turn *) lfirst(lc))->h;
+
+		if (h->id == id)
+			return h;
+	}
 	return NULL;
 }
 
@@ -428,7 +365,6 @@ leader_load_workers(Leader *l)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(l->coordinator_id),
 	Int32GetDatum(cluster_worker_timeout)};
-	ListCell   *lc;
 
 	/* silent workers are dropped within a third of their timeout */
 	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -447,37 +383,24 @@ leader_load_workers(Leader *l)
 		transport_start(cluster_ca_file);
 	if (transport_active())
 		transport_unmark_all();
-	foreach(lc, l->handlers)
-	{
-		HandlerRun *h = lfirst(lc);
-
-		list_free(h->conns);
-		h->conns = NIL;
-	}
+	delivery_clear_workers();
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[row];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		HandlerRun *h = handler_by_id(l, DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)));
-		WorkerConn *c;
-		MemoryContext old;
-
 		if (h == NULL)
 			continue;
-		c = transport_conn(SPI_getvalue(tup, desc, 1), h->id,
-						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4),
-						   DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull)));
-		old = MemoryContextSwitchTo(l->cxt);
-		h->conns = lappend(h->conns, c);
-		MemoryContextSwitchTo(old);
+		delivery_add_worker(h, transport_conn(SPI_getvalue(tup, desc, 1), h->id,
+											  SPI_getvalue(tup, desc, 3),
+											  SPI_getvalue(tup, desc, 4),
+											  DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull))));
 	}
 	worker_xact_commit();
 	if (transport_active())
 	{
-		foreach(lc, l->handlers)
-			delivery_drop_unwanted(lfirst(lc));
-		delivery_prune_peers();
+		delivery_workers_added();
 		transport_prune();
 	}
 }
@@ -503,7 +426,7 @@ leader_stop(Leader *l)
 	leader_unload(l);
 	MemoryContextDelete(l->cxt);
 	l->cxt = NULL;
-	delivery_forget_peers();
+	delivery_forget_all(true);
 	transport_stop();
 	shmem_worker_forget();
 }

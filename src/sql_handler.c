@@ -18,6 +18,9 @@
 #include "sql_handler.h"
 #include "xact.h"
 
+#define GROUP_BATCHES 16		/* batches of a backlog to one commit */
+#define GROUP_MS 20
+
 /*
  * Call the function as the handler's owner, in a security-restricted
  * operation (see restricted.h); returns the patch or NULL.  The owner's
@@ -65,8 +68,8 @@ call_in_subxact(void *arg)
  * One call in a subtransaction: on failure *error is the error's message
  * and nothing the call did (its patch included) remains.
  */
-bool
-sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts, int n,
+static bool
+call_batch(HandlerRun *h, Jsonb **events, int *attempts, int n,
 				 char **error)
 {
 	Call		call = {h, events, attempts, n};
@@ -85,11 +88,11 @@ call_events(HandlerRun *h, TrackedEvent **batch, int n, char **error)
 		events[i] = batch[i]->event;
 		attempts[i] = batch[i]->attempts + 1;
 	}
-	return sql_handler_call(h, events, attempts, n, error);
+	return call_batch(h, events, attempts, n, error);
 }
 
-void
-sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
+static void
+run_batch(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 {
 	char	   *error;
 	uint32	   *failed_keys;
@@ -119,7 +122,7 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
 			held |= (failed_keys[k] == ev->key_hash);
 		if (held)
 		{
-			ev->selected = false;
+			tracker_give_back(h->tracker, ev);
 			continue;
 		}
 		if (call_events(h, &ev, 1, &error))
@@ -140,8 +143,8 @@ sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n, BatchOutcome *out)
  * Hand dead letters marked for replay to the function again, one at a
  * time (replays are not ordered by key), when no worker takes them.
  */
-void
-sql_handler_replay(HandlerRun *h, BatchOutcome *out)
+static bool
+local_replay(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	int64	   *ids;
 	EventPos   *positions;
@@ -154,8 +157,73 @@ sql_handler_replay(HandlerRun *h, BatchOutcome *out)
 	{
 		char	   *error;
 
-		if (sql_handler_call(h, &events[i], &attempts[i], 1, &error))
+		if (call_batch(h, &events[i], &attempts[i], 1, &error))
 			error = NULL;
 		handler_replay_outcome(h, ids[i], error, out);
 	}
+	return n == h->batch_size;
 }
+
+/*
+ * Handle what is ready, batch by batch; a backlog is handled several
+ * batches to a commit (GROUP_BATCHES, or GROUP_MS, whichever ends first).
+ */
+static long
+local_run(Leader *l, HandlerRun *h, BatchOutcome *out)
+{
+	Tracker    *t = h->tracker;
+	TrackedEvent **batch = palloc(sizeof(TrackedEvent *) * h->batch_size);
+	TimestampTz start = GetCurrentTimestamp();
+	int64		before = out->processed + out->failed;
+
+	for (int i = 0; i < GROUP_BATCHES; i++)
+	{
+		int			n = tracker_select(t, h->batch_size, 0, GetCurrentTimestamp(),
+									   batch, NULL, NULL);
+		int			room;
+
+		if (n == 0)
+			break;
+		run_batch(h, batch, n, out);
+		tracker_advance(t);
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), GROUP_MS))
+			break;
+		room = Min(tracker_room(t), h->batch_size);
+		if (room > 0)
+			(void) pump_read(h->pump, t, room);
+	}
+	return out->processed + out->failed > before ? 0 : -1;
+}
+
+static bool
+local_ready(HandlerRun *h)
+{
+	return h->function != InvalidOid;
+}
+
+/* Nothing is ever in flight here: a call ends within its round. */
+static bool
+local_stirred(HandlerRun *h)
+{
+	return false;
+}
+
+static void
+local_settle(Leader *l, HandlerRun *h, BatchOutcome *out)
+{
+}
+
+static void
+local_forget(HandlerRun *h)
+{
+}
+
+const Executor local_executor = {
+	.name = "function",
+	.ready = local_ready,
+	.stirred = local_stirred,
+	.settle = local_settle,
+	.replay = local_replay,
+	.run = local_run,
+	.forget = local_forget,
+};

@@ -11,20 +11,17 @@
  * the state as patched; the round's commit makes it all durable at once.
  * A failed batch is retried event by event to isolate the bad event; with
  * key ordering, events after a failed one of the same key are held back.
- * sql_handler_replay() hands dead letters marked for replay to the
- * function one at a time, when no worker takes them (delivery_replay).
+ * Dead letters marked for replay go to the function one at a time.  It is
+ * the leader's local executor (executor.h): it runs when no worker of the
+ * handler is connected.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef CLUSTER_SQL_HANDLER_H
 #define CLUSTER_SQL_HANDLER_H
 
-#include "handler.h"
+#include "executor.h"
 
-extern void sql_handler_run(HandlerRun *h, TrackedEvent **batch, int n,
-							BatchOutcome *out);
-extern bool sql_handler_call(HandlerRun *h, Jsonb **events, int *attempts,
-							 int n, char **error);
-extern void sql_handler_replay(HandlerRun *h, BatchOutcome *out);
+extern const Executor local_executor;
 
 #endif							/* CLUSTER_SQL_HANDLER_H */

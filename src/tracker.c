@@ -155,7 +155,9 @@ keyset_probe(KeySet *set, uint32 hash, bool add)
  * Choose up to "max" events to hand out now, in order, of at most
  * "max_bytes" in all (stored jsonb; 0: no bound).  With key ordering, an
  * event whose key has an earlier event still to do (waiting or in flight
- * elsewhere) is held back.
+ * elsewhere) is held back.  An event that was out when a connection was
+ * lost is a suspect (it may be what killed the worker): it goes alone, so
+ * that the events lost with it are not blamed for it.
  */
 int
 tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
@@ -181,11 +183,15 @@ tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 			continue;			/* another worker's key: it blocks nothing here */
 		if (ready && max_bytes > 0 && bytes + VARSIZE(ev->event) > max_bytes)
 			break;				/* the batch is full; this one starts the next */
+		if (ready && ev->losses > 0 && n > 0)
+			break;				/* a suspect goes alone: it starts the next */
 		if (ready)
 		{
 			ev->selected = true;
 			batch[n++] = ev;
 			bytes += VARSIZE(ev->event);
+			if (ev->losses > 0)
+				break;
 		}
 		else if (t->key_order && ev->has_key)
 			keyset_probe(&blocked, ev->key_hash, true);
@@ -222,6 +228,24 @@ tracker_done(Tracker *t, TrackedEvent *ev)
 {
 	ev->done = true;
 	ev->selected = false;
+}
+
+/* Handed out but not handled (a delivery ended unanswered): ready again. */
+void
+tracker_give_back(Tracker *t, TrackedEvent *ev)
+{
+	ev->selected = false;
+}
+
+/*
+ * Handed out to a worker whose connection was lost: ready again, and the
+ * number of such losses is returned (the caller decides when they count).
+ */
+int
+tracker_lost(Tracker *t, TrackedEvent *ev)
+{
+	ev->selected = false;
+	return ++ev->losses;
 }
 
 /*

@@ -33,6 +33,7 @@ typedef struct TrackedEvent
 	bool		has_key;
 	Jsonb	   *event;			/* wire form as read: "attempt": 1 */
 	int			attempts;		/* failed attempts so far */
+	int			losses;			/* connections lost while a worker held it */
 	TimestampTz not_before;
 	char	   *last_error;
 	bool		done;
@@ -67,6 +68,8 @@ extern int	tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 						   TrackedEvent **batch, TrackerFilter filter, void *arg);
 extern TrackedEvent *tracker_find(Tracker *t, EventPos pos);
 extern void tracker_done(Tracker *t, TrackedEvent *ev);
+extern void tracker_give_back(Tracker *t, TrackedEvent *ev);
+extern int	tracker_lost(Tracker *t, TrackedEvent *ev);
 extern bool tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 						   int max_attempts, TimestampTz now);
 extern bool tracker_advance(Tracker *t);

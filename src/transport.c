@@ -60,6 +60,7 @@ conn_lost(WorkerConn *c, const char *why)
 		set_error(c, why);
 	if (c->connected)
 		c->just_lost = true;
+	c->closed_by_leader = (c->close_status != 0);
 	c->connected = false;
 	c->wsi = NULL;
 	c->rx_len = 0;

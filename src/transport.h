@@ -40,6 +40,7 @@ typedef struct WorkerConn
 	bool		connected;
 	bool		just_connected; /* the leader has yet to say hello */
 	bool		just_lost;		/* the leader has yet to take back deliveries */
+	bool		closed_by_leader;	/* it was lost after the leader closed it */
 	int			backoff_ms;
 	TimestampTz next_dial;
 	int			close_status;	/* nonzero: close with this status */

@@ -1,7 +1,7 @@
 # The worker mesh with workers that speak only the Flowcore data-pump
 # protocol: three workers of one handler and one of another; a worker
 # killed with SIGKILL mid-batch; the leader terminated mid-stream; a slow
-# worker; workers that send a stale fence or bad JSON.  Every committed
+# worker; workers that send a forged fence or bad JSON.  Every committed
 # event is acked at least once, duplicates stay within what was in flight.
 use strict;
 use warnings;
@@ -113,12 +113,12 @@ ok(defined poll_until($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = 
 cmp_ok(time - $start, '<', 1.0, 'within a second');
 all_acked('after the leader was terminated', 2 * 2 * 10 * 3);
 
-# untrusted answers: a stale fence, bad JSON; the others go on
+# untrusted answers: a fence ahead of the leader's, bad JSON; the others go on
 my $offset = -s $node->logfile;
 worker('stale', 'search', '--bad-fence');
 worker('broken', 'search', '--bad-json');
 publish(200);
-$node->wait_for_log(qr/closing worker .* of handler "search" .*: stale fence/, $offset);
+$node->wait_for_log(qr/closing worker .* of handler "search" .*: fence \d+ is ahead/, $offset);
 $node->wait_for_log(qr/closing worker .* of handler "search" .*: invalid JSON/, $offset);
 all_acked('with misbehaving workers', 2 * 2 * 10 * 3);
 

@@ -217,6 +217,35 @@ ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name
 is($node->safe_psql('postgres', "SELECT dead_letters FROM cluster.handlers WHERE name = 'slowly'"),
 	'0', 'no event was dead-lettered while a healthy worker was there');
 
+# an event that kills every connection it reaches: the first loss is free,
+# every further one an attempt, so it is dead-lettered; the events lost with
+# it go out alone (nothing else in flight to that worker) and are done,
+# never blamed for it
+$node->safe_psql('postgres', "SELECT cluster.create_pump('poisoned')");
+my $poison = hostile('ws', 'poison', handler => 'poisoned', pump => 'poisoned');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('poisoned', jsonb_build_object('n', i, 'poison', i = 7))) FROM generate_series(1, 20) i");
+ok(defined poll_until($node,
+		"SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'poisoned'", '19/1', 60),
+	'poison: 19 events done, the poison one dead-lettered');
+is($node->safe_psql('postgres',
+		"SELECT (d.event -> 'payload' ->> 'n') || ': ' || d.last_error FROM cluster.dead_letters d JOIN cluster.handler h ON h.id = d.handler_id WHERE h.name = 'poisoned'"),
+	'7: the connection to the worker was lost while it held the event (3 times)',
+	'poison: the dead letter is the poison event, with why');
+%seen = ();
+$seen{(split / /)[0]}++ for split /\n/, slurp_file("$poison.log");
+is(scalar(keys %seen), 19, 'poison: the worker acked each of the 19 others');
+
+# an answer for an earlier leader's fence is late, not hostile: ignored
+my $old = hostile('ws', 'old-fence', handler => 'late', pump => 'poisoned');
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('poisoned', jsonb_build_object('n', i))) FROM generate_series(21, 30) i");
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'late'", '0'),
+	'old-fence: its real acks went through');
+ok(!-e $old, 'old-fence: its connection was never closed');
+like(slurp_file($node->logfile), qr/worker \S+ of handler "late" answered for fence \d+, the leader's is \d+; ignored/,
+	'old-fence: a WARNING says the answer was ignored');
+
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM cluster.handlers WHERE name LIKE 'h_%' AND dead_letters > 0 AND name NOT IN ('h_ws_huge_error', 'h_ws_fail_odd')"),

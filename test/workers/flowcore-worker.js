@@ -14,7 +14,7 @@
 // dup (ack it twice), foreign (ack a deliveryId never sent), type (send a
 // message of an unknown type first).
 // --bad-fence and --bad-json misbehave on purpose (tests of untrusted input):
-// the ack carries a stale fence, or the answer is not JSON.
+// the ack carries a fence ahead of the leader's, or the answer is not JSON.
 // Every event it acks is appended to LOGFILE as "<event id> <key>\n".
 'use strict';
 const fs = require('fs');
@@ -68,7 +68,7 @@ wss.on('connection', (ws) => {
     if (answerMode) return answerAs(ws, msg);
     if (huge) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, pad: 'x'.repeat(17 * 1024 * 1024) }));
     if (badJson) return ws.send('{"type": "ack", "deliveryId": ');
-    if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence - 1 }));
+    if (badFence) return ws.send(JSON.stringify({ type: 'ack', deliveryId: msg.deliveryId, fence: msg.fence + 1 }));
     deliveries++;
     const fail = failEvery > 0 && deliveries % failEvery === 0;
     setTimeout(() => {

@@ -13,7 +13,10 @@
 // of an unknown type, then the ack), ok (acks every delivery), fail-odd (a well-behaved per-event
 // answer: acks each delivery with "failed" naming its odd-numbered events,
 // each with its own error, and logs "<id> ok|failed <deliveryId>" to
-// CLOSEFILE.log).
+// CLOSEFILE.log), poison (drops the connection without a close frame when a
+// delivery holds an event whose payload has "poison", else acks and logs as
+// fail-odd does), old-fence (an ack carrying the previous fence before each
+// real ack).
 'use strict';
 const fs = require('fs');
 const { WebSocketServer } = require('ws');
@@ -63,6 +66,15 @@ wss.on('connection', (ws) => {
           `${e.id} ${e.payload.n % 2 === 1 ? 'failed' : 'ok'} ${msg.deliveryId}\n`).join(''));
         return ws.send(JSON.stringify({ ...ack, failed: odd.map((e) => ({ eventId: e.id, error: `odd ${e.payload.n}` })) }));
       }
+      case 'poison':
+        // a batch with a poison event kills the connection (no close frame)
+        if (msg.events.some((e) => e.payload.poison)) return ws.terminate();
+        fs.appendFileSync(`${closeFile}.log`, msg.events.map((e) => `${e.id} ok ${msg.deliveryId}\n`).join(''));
+        return ws.send(JSON.stringify(ack));
+      case 'old-fence':
+        // first an answer for an earlier leader's fence, then the real one
+        ws.send(JSON.stringify({ ...ack, fence: msg.fence - 1 }));
+        return ws.send(JSON.stringify(ack));
       default:
         return ws.send(JSON.stringify(ack));
     }

@@ -98,7 +98,7 @@ $(OUT)/fuzz_address: test/fuzz/fuzz_address.c src/allowlist.c src/allowlist.h
 	$(FUZZ_CC) test/fuzz/fuzz_address.c src/allowlist.c $(FUZZ_LIBS) -o $@
 FUZZ_WORKER_CC = clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -D_GNU_SOURCE -Iworker
-$(OUT)/fuzz_worker: test/fuzz/fuzz_worker.c worker/protocol.c worker/worker.h src/wire.h
+$(OUT)/fuzz_worker: test/fuzz/fuzz_worker.c worker/protocol.c worker/protocol.h src/wire.h
 	mkdir -p $(OUT)
 	$(FUZZ_WORKER_CC) test/fuzz/fuzz_worker.c worker/protocol.c -ljansson -o $@
 

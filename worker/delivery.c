@@ -15,8 +15,9 @@
  * The events of a run are written to an anonymous memory file (memfd)
  * that becomes the command's stdin, so handing over a batch of up to
  * 16 MiB never waits on the child.  The command's stderr is a
- * non-blocking pipe that lws watches; its exit is noticed through SIGCHLD,
- * which wakes the loop, and reaped with waitpid(WNOHANG).  Each command
+ * non-blocking pipe that server.c watches, reporting back through
+ * delivery_stderr_readable; its exit is noticed through SIGCHLD, which
+ * wakes the loop, and reaped with waitpid(WNOHANG).  Each command
  * runs in a process group of its own, so that a forced shutdown can kill
  * it with whatever it started, and so that a Ctrl-C at the terminal
  * reaches only the worker, which lets the commands finish.
@@ -39,10 +40,45 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "delivery.h"
+#include "log.h"
+#include "protocol.h"
+#include "reply.h"
+#include "server.h"
 #include "worker.h"
 
 #define QUEUE_FACTOR	4
 #define STDERR_READS	16		/* reads per wakeup: a flood can't starve us */
+
+/*
+ * One events message in --exec mode, from acceptance to its answer.  Its
+ * command runs on the whole batch, or (--per-event, or after the batch
+ * failed) on each event alone, one run after another in the same slot.
+ */
+typedef struct Delivery
+{
+	struct Delivery *next;		/* in running or queued */
+	char	   *id;
+	Connection *conn;			/* NULL once the leader has gone */
+	json_t	   *events;			/* until answered */
+	bool		one_by_one;		/* runs are of single events */
+	size_t		current;		/* one_by_one: the event running or next */
+	json_t	   *done;			/* one_by_one: ids of the events that passed */
+	json_t	   *failed;			/* one_by_one: [{eventId, error}] */
+	char	   *error;			/* set: fail the whole delivery with this */
+	bool		finished;		/* nothing left to run: answer it */
+	pid_t		pid;			/* 0 until started */
+	struct lws *stderr_wsi;		/* the child's stderr, watched by server.c */
+	int			stderr_fd;		/* its descriptor, while stderr_wsi is set */
+	size_t		err_len;
+	char		err[PROTOCOL_MAX_ERROR];	/* what the leader keeps of it */
+} Delivery;
+
+static Delivery *running;
+static int	n_running;
+static Delivery *queued;		/* FIFO, waiting for a free slot */
+static int	n_queued;
 
 extern char **environ;
 
@@ -135,10 +171,10 @@ print_delivery(Connection *c, const char *id, json_t *events)
 				 strerror(errno));
 		wlog("WARNING", "delivery %s: %s", id, error);
 		clearerr(stdout);
-		protocol_fail(c, id, error);
+		reply_fail(c, id, error);
 		return;
 	}
-	protocol_ack(c, id);
+	reply_ack(c, id);
 }
 
 /*
@@ -228,8 +264,7 @@ detach_stderr(Delivery *d)
 {
 	if (d->stderr_wsi == NULL)
 		return;
-	lws_set_opaque_user_data(d->stderr_wsi, NULL);
-	lws_set_timeout(d->stderr_wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	server_unwatch_pipe(d->stderr_wsi);
 	d->stderr_wsi = NULL;
 }
 
@@ -274,9 +309,7 @@ spawn_run(Delivery *d, char *error, size_t size)
 				 strerror(errno));
 	else if (pipe2(errpipe, O_CLOEXEC) != 0)
 		snprintf(error, size, "could not create a pipe: %s", strerror(errno));
-	else if ((d->stderr_wsi = server_adopt_fd(errpipe[0],
-											  "cluster-worker-stderr",
-											  d)) == NULL)
+	else if ((d->stderr_wsi = server_watch_pipe(errpipe[0], d)) == NULL)
 	{
 		/* lws leaves a file descriptor it failed to adopt to us */
 		close(errpipe[0]);
@@ -288,7 +321,10 @@ spawn_run(Delivery *d, char *error, size_t size)
 		snprintf(error, size, "could not start /bin/sh: %s", strerror(rc));
 	}
 	else
+	{
+		d->stderr_fd = errpipe[0];
 		ok = true;
+	}
 
 	if (input >= 0)
 		close(input);
@@ -372,27 +408,27 @@ answer(Delivery *d)
 	size_t		n_failed = json_array_size(d->failed);
 
 	if (d->error != NULL)
-		protocol_fail(d->conn, d->id, d->error);
+		reply_fail(d->conn, d->id, d->error);
 	else if (!d->one_by_one)
-		protocol_ack(d->conn, d->id);
+		reply_ack(d->conn, d->id);
 	else
 	{
 		if (n_failed > 0)
 			wlog("LOG", "delivery %s: %zu of its %zu events failed",
 				 d->id, n_failed, n);
 		/* events left unrun are not named: they will come again */
-		protocol_ack_failed(d->conn, d->id,
-							d->current < n ? json_incref(d->done) : NULL,
-							json_incref(d->failed));
+		reply_ack_failed(d->conn, d->id,
+						 d->current < n ? json_incref(d->done) : NULL,
+						 json_incref(d->failed));
 	}
 }
 
 static void
 add_running(Delivery *d)
 {
-	d->next = worker.running;
-	worker.running = d;
-	worker.n_running++;
+	d->next = running;
+	running = d;
+	n_running++;
 }
 
 /*
@@ -429,24 +465,24 @@ run_next(Delivery *d)
 static void
 enqueue(Delivery *d)
 {
-	Delivery  **p = &worker.queued;
+	Delivery  **p = &queued;
 
 	while (*p != NULL)
 		p = &(*p)->next;
 	d->next = NULL;
 	*p = d;
-	worker.n_queued++;
+	n_queued++;
 }
 
 static void
 start_queued(void)
 {
-	while (worker.queued != NULL && worker.n_running < worker.opt.capacity)
+	while (queued != NULL && n_running < worker.opt.capacity)
 	{
-		Delivery   *d = worker.queued;
+		Delivery   *d = queued;
 
-		worker.queued = d->next;
-		worker.n_queued--;
+		queued = d->next;
+		n_queued--;
 		run_next(d);
 	}
 }
@@ -463,7 +499,7 @@ delivery_receive(Connection *c, const char *id, json_t *events)
 
 	if (worker.shutting_down)
 	{
-		protocol_fail(c, id, "worker is shutting down");
+		reply_fail(c, id, "worker is shutting down");
 		return;
 	}
 	if (worker.opt.exec_command == NULL)
@@ -473,20 +509,20 @@ delivery_receive(Connection *c, const char *id, json_t *events)
 	}
 	if (json_array_size(events) == 0)
 	{
-		protocol_ack(c, id);	/* nothing to run */
+		reply_ack(c, id);		/* nothing to run */
 		return;
 	}
 	if (worker.opt.per_event && !all_named(events))
 	{
-		protocol_fail(c, id, "--per-event answers each event by its id, and an event has none");
+		reply_fail(c, id, "--per-event answers each event by its id, and an event has none");
 		return;
 	}
-	if (worker.n_running >= worker.opt.capacity &&
-		worker.n_queued >= QUEUE_FACTOR * worker.opt.capacity)
+	if (n_running >= worker.opt.capacity &&
+		n_queued >= QUEUE_FACTOR * worker.opt.capacity)
 	{
 		wlog("WARNING", "delivery %s from %s refused: %d running, %d queued",
-			 id, c->peer, worker.n_running, worker.n_queued);
-		protocol_fail(c, id, "worker is over capacity");
+			 id, server_peer(c), n_running, n_queued);
+		reply_fail(c, id, "worker is over capacity");
 		return;
 	}
 
@@ -497,7 +533,7 @@ delivery_receive(Connection *c, const char *id, json_t *events)
 	d->events = json_incref(events);
 	if (worker.opt.per_event)
 		begin_one_by_one(d);
-	if (worker.n_running < worker.opt.capacity)
+	if (n_running < worker.opt.capacity)
 		run_next(d);
 	else
 		enqueue(d);
@@ -526,8 +562,8 @@ keep_stderr(Delivery *d, const char *buf, size_t len)
  * is answered, and the rest is discarded.  Returns -1 at end of file, to
  * have lws close the pipe.
  */
-int
-delivery_read_stderr(Delivery *d, int fd)
+static int
+read_stderr(Delivery *d, int fd)
 {
 	char		buf[4096];
 
@@ -615,7 +651,7 @@ finish(Delivery *d, int status)
 	if (d->stderr_wsi != NULL)
 	{
 		/* all it wrote before exiting is in the pipe now */
-		delivery_read_stderr(d, lws_get_socket_fd(d->stderr_wsi));
+		read_stderr(d, d->stderr_fd);
 		detach_stderr(d);
 	}
 	if (!ok)
@@ -632,14 +668,14 @@ finish(Delivery *d, int status)
 static Delivery *
 take_running(pid_t pid)
 {
-	for (Delivery **p = &worker.running; *p != NULL; p = &(*p)->next)
+	for (Delivery **p = &running; *p != NULL; p = &(*p)->next)
 	{
 		Delivery   *d = *p;
 
 		if (d->pid == pid)
 		{
 			*p = d->next;
-			worker.n_running--;
+			n_running--;
 			return d;
 		}
 	}
@@ -676,9 +712,9 @@ delivery_reap(void)
 void
 delivery_connection_gone(Connection *c)
 {
-	Delivery  **p = &worker.queued;
+	Delivery  **p = &queued;
 
-	for (Delivery *d = worker.running; d != NULL; d = d->next)
+	for (Delivery *d = running; d != NULL; d = d->next)
 	{
 		if (d->conn == c)
 			d->conn = NULL;
@@ -693,7 +729,7 @@ delivery_connection_gone(Connection *c)
 			continue;
 		}
 		*p = d->next;
-		worker.n_queued--;
+		n_queued--;
 		wlog("LOG", "delivery %s dropped before it started: its connection closed",
 			 d->id);
 		delivery_free(d);
@@ -704,15 +740,15 @@ delivery_connection_gone(Connection *c)
 void
 delivery_kill_all(void)
 {
-	for (Delivery *d = worker.running; d != NULL; d = d->next)
+	for (Delivery *d = running; d != NULL; d = d->next)
 		kill(-d->pid, SIGKILL);
-	while (worker.queued != NULL)
+	while (queued != NULL)
 	{
-		Delivery   *d = worker.queued;
+		Delivery   *d = queued;
 
-		worker.queued = d->next;
-		worker.n_queued--;
-		protocol_fail(d->conn, d->id, "worker is shutting down");
+		queued = d->next;
+		n_queued--;
+		reply_fail(d->conn, d->id, "worker is shutting down");
 		delivery_free(d);
 	}
 }
@@ -720,5 +756,35 @@ delivery_kill_all(void)
 bool
 delivery_none_in_flight(void)
 {
-	return worker.n_running == 0 && worker.n_queued == 0;
+	return n_running == 0 && n_queued == 0;
+}
+
+/* Commands running now. */
+int
+delivery_running(void)
+{
+	return n_running;
+}
+
+/* Deliveries waiting for a free slot. */
+int
+delivery_queued(void)
+{
+	return n_queued;
+}
+
+/* A child's stderr has something to read; delivery is NULL once answered. */
+int
+delivery_stderr_readable(void *delivery, int fd)
+{
+	return read_stderr((Delivery *) delivery, fd);
+}
+
+/* lws has closed a child's stderr: nothing left to read or to unwatch. */
+void
+delivery_stderr_closed(void *delivery)
+{
+	Delivery   *d = (Delivery *) delivery;
+
+	d->stderr_wsi = NULL;
 }

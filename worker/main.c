@@ -38,6 +38,25 @@
  * closes its connections with 1001 and exits 0.  A second signal kills the
  * running commands (their deliveries fail) and the exit status is 1.
  *
+ * Structure.  cluster-worker is single-threaded: one libwebsockets service
+ * loop, here, drives everything.  lws callbacks (server.c) only queue work
+ * or answer at once; child processes (delivery.c) report through SIGCHLD
+ * and a self-pipe that lws watches; libpq calls (registry.c) run between
+ * two lws_service() calls, never inside a callback.  Each module calls
+ * only those below it; server.c reports up through the callbacks that
+ * main() hands it:
+ *
+ *	main.c		options, signals, the loop, the shutdown
+ *	dispatch.c	acts on each leader message
+ *	delivery.c	runs deliveries, answers them
+ *	reply.c		sends an answer: encoded (protocol.c), queued (server.c)
+ *	registry.c	the registration in the database
+ *	server.c	the WebSocket server and the watched pipes, on lws
+ *	protocol.c	the wire format, on jansson
+ *	worker.c	the settings and the shared state
+ *	alloc.c		allocation that does not fail
+ *	log.c		the log
+ *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
@@ -50,11 +69,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "delivery.h"
+#include "dispatch.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
 #include "worker.h"
+
+/*
+ * The exit status once the registration is gone for good: the handler was
+ * dropped, the extension is not installed, or our right was revoked.  A
+ * supervisor should not restart the worker on it (systemd:
+ * RestartPreventExitStatus=3).
+ */
+#define EXIT_REGISTRATION_GONE	3
 
 #define DEFAULT_CAPACITY		4
 #define DEFAULT_HEARTBEAT_SECS	5
@@ -62,12 +93,21 @@
 #define MAX_SECRET_LEN			1024	/* bytes: cluster.register_worker's limit */
 #define SECRET_ENV				"CLUSTER_WORKER_SECRET"
 
-Worker		worker;
-
 static volatile sig_atomic_t got_sigchld = 0;
 static volatile sig_atomic_t shutdown_requests = 0;
+static int	signal_pipe[2];		/* written by signal handlers */
+static bool gone = false;		/* registration gone for good: exit 3 */
 
-static const char *progname = "cluster-worker";
+/*
+ * What the server reports, and who hears it.  Wired here, at the top, so
+ * that server.c need not know the modules above it.
+ */
+static const ServerCallbacks server_callbacks = {
+	.message = dispatch_message,
+	.closed = delivery_connection_gone,
+	.pipe_readable = delivery_stderr_readable,
+	.pipe_closed = delivery_stderr_closed,
+};
 
 static void
 usage(FILE *out)
@@ -138,28 +178,6 @@ usage(FILE *out)
 			EXIT_REGISTRATION_GONE);
 }
 
-/*
- * Log one line to stderr: time, program, pid, level, message.
- */
-void
-wlog(const char *level, const char *fmt,...)
-{
-	struct timeval tv;
-	struct tm	tm;
-	char		stamp[32];
-	va_list		ap;
-
-	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03d %s[%d] %s: ", stamp, (int) (tv.tv_usec / 1000),
-			progname, (int) getpid(), level);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 /* A command line error: say what is wrong and where to look. */
 static void
 bad_usage(const char *fmt,...)
@@ -176,27 +194,6 @@ bad_usage(const char *fmt,...)
 	va_end(ap);
 	fprintf(stderr, "\nTry \"%s --help\" for more information.\n", progname);
 	exit(2);
-}
-
-void *
-xmalloc(size_t size)
-{
-	void	   *p = malloc(size);
-
-	if (p == NULL)
-	{
-		wlog("FATAL", "out of memory");
-		exit(1);
-	}
-	return p;
-}
-
-char *
-xstrdup(const char *s)
-{
-	size_t		len = strlen(s) + 1;
-
-	return memcpy(xmalloc(len), s, len);
 }
 
 static int
@@ -497,9 +494,11 @@ build_address(void)
 			 host);
 	}
 	if (strchr(host, ':'))
-		snprintf(buf, sizeof(buf), "%s://[%s]:%d/", scheme, host, worker.port);
+		snprintf(buf, sizeof(buf), "%s://[%s]:%d/", scheme, host,
+				 server_port());
 	else
-		snprintf(buf, sizeof(buf), "%s://%s:%d/", scheme, host, worker.port);
+		snprintf(buf, sizeof(buf), "%s://%s:%d/", scheme, host,
+				 server_port());
 	return xstrdup(buf);
 }
 
@@ -519,7 +518,7 @@ signal_handler(int signo)
 	else
 		shutdown_requests++;
 	/* a full pipe already holds a pending wakeup: nothing lost */
-	rc = write(worker.signal_pipe[1], &byte, 1);
+	rc = write(signal_pipe[1], &byte, 1);
 	(void) rc;
 	errno = save_errno;
 }
@@ -529,7 +528,7 @@ setup_signals(void)
 {
 	struct sigaction sa;
 
-	if (pipe2(worker.signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 	{
 		wlog("FATAL", "could not create a pipe: %s", strerror(errno));
 		exit(1);
@@ -575,7 +574,7 @@ begin_draining(Phase *phase, const char *why)
 	*phase = PHASE_DRAINING;
 	worker.shutting_down = true;
 	wlog("LOG", "%s: finishing %d running and %d queued deliveries",
-		 why, worker.n_running, worker.n_queued);
+		 why, delivery_running(), delivery_queued());
 }
 
 /* React to SIGTERM/SIGINT counted by the handler. */
@@ -590,7 +589,7 @@ check_shutdown_requests(Phase *phase)
 	{
 		worker.forced = true;
 		wlog("LOG", "second signal: killing %d running commands",
-			 worker.n_running);
+			 delivery_running());
 		delivery_kill_all();
 	}
 }
@@ -623,7 +622,7 @@ heartbeat(Phase *phase)
 {
 	if (registry_heartbeat())
 		return;
-	worker.gone = true;
+	gone = true;
 	if (*phase == PHASE_RUNNING)
 		begin_draining(phase, "stopping, to exit with status 3");
 }
@@ -645,7 +644,7 @@ run(void)
 		lws_usec_t	now;
 		lws_usec_t	wake;
 
-		lws_service(worker.context, 0);
+		server_service();
 
 		if (got_sigchld)
 		{
@@ -655,7 +654,7 @@ run(void)
 		check_shutdown_requests(&phase);
 
 		now = lws_now_usecs();
-		if (now >= next_heartbeat && phase <= PHASE_DRAINING && !worker.gone)
+		if (now >= next_heartbeat && phase <= PHASE_DRAINING && !gone)
 		{
 			heartbeat(&phase);
 			now = lws_now_usecs();
@@ -675,7 +674,7 @@ main(int argc, char **argv)
 	ensure_std_fds();
 	setup_signals();
 
-	if (!server_start())
+	if (!server_start(&server_callbacks, signal_pipe[0]))
 		return 1;
 	worker.address = build_address();
 	/* at startup every failure is an error: the handler may be on its way */
@@ -697,7 +696,7 @@ main(int argc, char **argv)
 	free(worker.address);
 	free((char *) worker.opt.listen_host);
 	free((char *) worker.opt.secret);
-	close(worker.signal_pipe[1]);
+	close(signal_pipe[1]);
 	/* "gone" first: a supervisor must not restart us */
-	return worker.gone ? EXIT_REGISTRATION_GONE : worker.forced ? 1 : 0;
+	return gone ? EXIT_REGISTRATION_GONE : worker.forced ? 1 : 0;
 }

@@ -1,21 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * protocol.c
- *	  The wire protocol, worker side: decode what the leader sends, build
+ *	  The wire protocol, worker side: decode what the leader sends, encode
  *	  what the worker answers.  JSON is jansson's job throughout.
  *
- * Leader to worker: hello, events, ping (anything else is logged and
- * ignored).  Worker to leader: ack (settling a whole delivery, or with
- * "failed" naming the events that failed, each with its own error), fail,
- * pong.  A message that is not a JSON object closes the connection with
- * 1007.
+ * Leader to worker: hello, events, ping (the types dispatch.c acts on).
+ * Worker to leader: ack (settling a whole delivery, or with "failed"
+ * naming the events that failed, each with its own error), fail, pong.
+ * Text that is not a JSON object is no message at all.
  *
  *-------------------------------------------------------------------------
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "worker.h"
+#include "protocol.h"
 
 /*
  * jansson refuses integers outside the 64-bit range.  Such a message is
@@ -74,13 +73,13 @@ field_text(json_t *msg, const char *key, char *buf, size_t size)
 }
 
 /*
- * Decode one complete message into out, without acting on it: no
- * connection, no log, no answer.  Returns 0, out then holding a reference
- * to the message that protocol_parse_free releases; or the WebSocket
- * status to close the connection with, the reason written to why and
- * nothing to free.
+ * Decode one complete message into out, without acting on it.  Returns
+ * true, out then holding a reference to the message that
+ * protocol_parse_free releases; or false for text that is not a message,
+ * the reason written to why (valid UTF-8, as a WebSocket close reason must
+ * be) and nothing to free.
  */
-int
+bool
 protocol_parse(const char *text, size_t len, LeaderMessage *out,
 			   char *why, size_t whylen)
 {
@@ -94,13 +93,13 @@ protocol_parse(const char *text, size_t len, LeaderMessage *out,
 	{
 		snprintf(why, whylen, "invalid JSON: %s", error.text);
 		utf8_reason(why);
-		return CLOSE_INVALID_PAYLOAD;
+		return false;
 	}
 	if (!json_is_object(msg))
 	{
 		json_decref(msg);
 		snprintf(why, whylen, "a message must be a JSON object");
-		return CLOSE_INVALID_PAYLOAD;
+		return false;
 	}
 
 	out->json = msg;
@@ -144,7 +143,7 @@ protocol_parse(const char *text, size_t len, LeaderMessage *out,
 		default:
 			break;
 	}
-	return 0;
+	return true;
 }
 
 void
@@ -163,116 +162,45 @@ protocol_event_id(json_t *event)
 	return (json_is_string(id) || json_is_integer(id)) ? id : NULL;
 }
 
-static void
-receive_events(Connection *c, const LeaderMessage *m)
-{
-	const char *id = m->delivery_id;
-
-	if (id == NULL)
-	{
-		wlog("WARNING", "events message from %s without a deliveryId: ignored",
-			 c->peer);
-		return;
-	}
-	if (m->events == NULL)
-	{
-		wlog("WARNING", "delivery %s from %s has no events array",
-			 id, c->peer);
-		protocol_fail(c, id, "\"events\" must be an array");
-		return;
-	}
-	if (m->lossy)
-	{
-		wlog("WARNING", "delivery %s from %s holds an integer beyond 64 bits",
-			 id, c->peer);
-		protocol_fail(c, id, "an event holds an integer beyond 64 bits, which this worker cannot pass on exactly");
-		return;
-	}
-	delivery_receive(c, id, m->events);
-}
-
-static void
-receive_hello(Connection *c, const LeaderMessage *m)
-{
-	wlog("LOG", "hello from leader %s at %s: fence %s, handler \"%s\", protocol %s",
-		 m->leader, c->peer, m->fence, m->handler ? m->handler : "",
-		 m->version);
-	if (m->handler != NULL && strcmp(m->handler, worker.opt.handler) != 0)
-		wlog("WARNING", "leader at %s sends for handler \"%s\", but this worker serves \"%s\"",
-			 c->peer, m->handler, worker.opt.handler);
-	if (m->other_protocol)
-		wlog("WARNING", "leader at %s speaks protocol %s, this worker %d",
-			 c->peer, m->version, PROTOCOL_VERSION);
-}
-
 /*
- * Decode and act on one complete message.  Returns 0, or the WebSocket
- * status to close the connection with, the reason written to why.
+ * An answer as compact JSON text, malloc'd; takes msg.  NULL if it could
+ * not be encoded (json_pack failed on msg): the caller logs that the
+ * answer is lost, since this file logs nothing.
  */
-int
-protocol_receive(Connection *c, const char *text, size_t len,
-				 char *why, size_t whylen)
+static char *
+encode(json_t *msg)
 {
-	LeaderMessage m;
-	int			status = protocol_parse(text, len, &m, why, whylen);
+	char	   *text = json_dumps(msg, JSON_COMPACT);
 
-	if (status != 0)
-		return status;
-	switch (m.type)
-	{
-		case LEADER_UNTYPED:
-			wlog("WARNING", "message without a type from %s: ignored", c->peer);
-			break;
-		case LEADER_EVENTS:
-			receive_events(c, &m);
-			break;
-		case LEADER_PING:
-			server_send(c, json_pack("{s:s}", "type", "pong"));
-			break;
-		case LEADER_HELLO:
-			receive_hello(c, &m);
-			break;
-		case LEADER_PONG:
-			break;
-		case LEADER_UNKNOWN:
-			wlog("WARNING", "message of unknown type \"%s\" from %s: ignored",
-				 m.type_name, c->peer);
-			break;
-	}
-	protocol_parse_free(&m);
-	return 0;
+	json_decref(msg);
+	return text;
 }
 
-void
-protocol_ack(Connection *c, const char *delivery_id)
+char *
+protocol_encode_pong(void)
 {
-	if (c == NULL)
-	{
-		wlog("LOG", "delivery %s done, but its connection has closed: ack dropped",
-			 delivery_id);
-		return;
-	}
-	server_send(c, json_pack("{s:s, s:s}", "type", "ack",
-							 "deliveryId", delivery_id));
+	return encode(json_pack("{s:s}", "type", "pong"));
 }
 
-void
-protocol_fail(Connection *c, const char *delivery_id, const char *error)
+/* The whole delivery is done. */
+char *
+protocol_encode_ack(const char *delivery_id)
+{
+	return encode(json_pack("{s:s, s:s}", "type", "ack",
+							"deliveryId", delivery_id));
+}
+
+/* The whole delivery failed, with error. */
+char *
+protocol_encode_fail(const char *delivery_id, const char *error)
 {
 	json_t	   *text = json_string(error);
 
-	if (c == NULL)
-	{
-		wlog("LOG", "delivery %s failed, but its connection has closed: fail dropped",
-			 delivery_id);
-		json_decref(text);
-		return;
-	}
 	/* callers pass valid UTF-8; never send an answer without its error */
 	if (text == NULL)
 		text = json_string("(the error text is not valid UTF-8)");
-	server_send(c, json_pack("{s:s, s:s, s:o}", "type", "fail",
-							 "deliveryId", delivery_id, "error", text));
+	return encode(json_pack("{s:s, s:s, s:o}", "type", "fail",
+							"deliveryId", delivery_id, "error", text));
 }
 
 /*
@@ -282,20 +210,12 @@ protocol_fail(Connection *c, const char *delivery_id, const char *error)
  * the rest unrun: the leader sends them again without counting an
  * attempt).  Takes both references.
  */
-void
-protocol_ack_failed(Connection *c, const char *delivery_id, json_t *done,
-					json_t *failed)
+char *
+protocol_encode_ack_failed(const char *delivery_id, json_t *done,
+						   json_t *failed)
 {
 	json_t	   *msg;
 
-	if (c == NULL)
-	{
-		wlog("LOG", "delivery %s done (%zu events failed), but its connection has closed: ack dropped",
-			 delivery_id, json_array_size(failed));
-		json_decref(done);
-		json_decref(failed);
-		return;
-	}
 	msg = json_pack("{s:s, s:s}", "type", "ack", "deliveryId", delivery_id);
 	if (done != NULL)
 		json_object_set_new(msg, "eventIds", done);
@@ -303,5 +223,5 @@ protocol_ack_failed(Connection *c, const char *delivery_id, json_t *done,
 	if (json_array_size(failed) > 0)
 		json_object_set(msg, "failed", failed);
 	json_decref(failed);
-	server_send(c, msg);
+	return encode(msg);
 }

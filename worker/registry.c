@@ -30,6 +30,9 @@
 
 #include <libpq-fe.h>
 
+#include "alloc.h"
+#include "log.h"
+#include "registry.h"
 #include "worker.h"
 
 #define TEXTOID		25

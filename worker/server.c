@@ -10,11 +10,16 @@
  *							and checks the bearer token there)
  *	cluster-worker-signals	the read end of the self-pipe the signal handlers
  *							write to: its only job is to wake lws_service()
- *	cluster-worker-stderr	a child's stderr, read as it arrives so that a
- *							chatty command never blocks on a full pipe
+ *	cluster-worker-pipe		a pipe the module above watches (a child's
+ *							stderr), read as it arrives so that a chatty
+ *							command never blocks on a full pipe
  *
- * Callbacks never block and never touch the database; answers go through
- * a per-connection queue written on LWS_CALLBACK_SERVER_WRITEABLE.
+ * What happens on a connection or a pipe is reported through the
+ * ServerCallbacks given to server_start, the way lws reports to us: the
+ * server sits below the modules that act on messages and must not call
+ * them by name.  Callbacks never block and never touch the database;
+ * answers go through a per-connection queue written on
+ * LWS_CALLBACK_SERVER_WRITEABLE.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,12 +31,45 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "log.h"
+#include "server.h"
 #include "worker.h"
+
+/* PROTOCOL_MAX_MESSAGE: the largest message the leader may send */
+#include "../src/wire.h"
 
 #define RX_CHUNK_SIZE	(64 * 1024)		/* what lws hands us at a time */
 #define RX_KEEP_SIZE	(1024 * 1024)	/* larger buffers are freed after use */
 #define AUTH_HEADER_MAX 4096
 
+/* One text message waiting to be written, with lws's headroom in front. */
+typedef struct Outgoing
+{
+	struct Outgoing *next;
+	size_t		len;
+	unsigned char data[];		/* LWS_PRE bytes, then len bytes of text */
+} Outgoing;
+
+/* One leader connection: lws's per-session data of the WebSocket protocol. */
+struct Connection
+{
+	struct lws *wsi;
+	struct Connection *next;	/* in connections */
+	char		peer[64];
+	char	   *rx;				/* the message being reassembled */
+	size_t		rx_len;
+	size_t		rx_cap;
+	Outgoing   *out_head;
+	Outgoing   *out_tail;
+	bool		closing;		/* close with 1001 once out_head drains */
+};
+
+static ServerCallbacks callbacks;
+static struct lws_context *context;
+static struct lws_vhost *vhost;
+static int	port;				/* the port actually bound */
+static Connection *connections;
 static bool closing_all = false;
 static lws_sorted_usec_list_t wake_sul;
 static char listen_numeric[NI_MAXHOST];
@@ -40,8 +78,8 @@ static int	callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
 							void *user, void *in, size_t len);
 static int	callback_signals(struct lws *wsi, enum lws_callback_reasons reason,
 							 void *user, void *in, size_t len);
-static int	callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
-							void *user, void *in, size_t len);
+static int	callback_pipe(struct lws *wsi, enum lws_callback_reasons reason,
+						  void *user, void *in, size_t len);
 
 static const struct lws_protocols protocols[] = {
 	{
@@ -55,8 +93,8 @@ static const struct lws_protocols protocols[] = {
 		.callback = callback_signals,
 	},
 	{
-		.name = "cluster-worker-stderr",
-		.callback = callback_stderr,
+		.name = "cluster-worker-pipe",
+		.callback = callback_pipe,
 	},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
@@ -128,17 +166,10 @@ append_rx(Connection *c, const char *in, size_t len)
 	if (c->rx_len + len > c->rx_cap)
 	{
 		size_t		cap = c->rx_cap ? c->rx_cap : RX_CHUNK_SIZE;
-		char	   *grown;
 
 		while (cap < c->rx_len + len)
 			cap *= 2;
-		grown = realloc(c->rx, cap);
-		if (grown == NULL)
-		{
-			wlog("FATAL", "out of memory");
-			exit(1);
-		}
-		c->rx = grown;
+		c->rx = xrealloc(c->rx, cap);
 		c->rx_cap = cap;
 	}
 	memcpy(c->rx + c->rx_len, in, len);
@@ -178,7 +209,7 @@ receive_fragment(Connection *c, const char *in, size_t len)
 		lws_remaining_packet_payload(c->wsi) > 0)
 		return 0;
 
-	status = protocol_receive(c, c->rx, c->rx_len, why, sizeof(why));
+	status = callbacks.message(c, c->rx, c->rx_len, why, sizeof(why));
 	reset_rx(c);
 	if (status != 0)
 		return close_with(c, status, why);
@@ -218,8 +249,8 @@ connection_opened(Connection *c, struct lws *wsi)
 	memset(c, 0, sizeof(*c));
 	c->wsi = wsi;
 	lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
-	c->next = worker.connections;
-	worker.connections = c;
+	c->next = connections;
+	connections = c;
 	wlog("LOG", "leader connected from %s", c->peer);
 	if (closing_all)
 	{
@@ -233,7 +264,7 @@ connection_closed(Connection *c)
 {
 	Connection **p;
 
-	for (p = &worker.connections; *p != NULL; p = &(*p)->next)
+	for (p = &connections; *p != NULL; p = &(*p)->next)
 	{
 		if (*p == c)
 		{
@@ -241,7 +272,7 @@ connection_closed(Connection *c)
 			break;
 		}
 	}
-	delivery_connection_gone(c);
+	callbacks.closed(c);
 	while (c->out_head != NULL)
 	{
 		Outgoing   *o = c->out_head;
@@ -329,12 +360,12 @@ callback_signals(struct lws *wsi, enum lws_callback_reasons reason,
 	return 0;
 }
 
-/* A child's stderr; the opaque pointer is its Delivery, NULL once done. */
+/* A watched pipe; the opaque pointer is the watcher's, NULL once unwatched. */
 static int
-callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
-				void *user, void *in, size_t len)
+callback_pipe(struct lws *wsi, enum lws_callback_reasons reason,
+			  void *user, void *in, size_t len)
 {
-	Delivery   *d = (Delivery *) lws_get_opaque_user_data(wsi);
+	void	   *opaque = lws_get_opaque_user_data(wsi);
 
 	(void) user;
 	(void) in;
@@ -342,10 +373,10 @@ callback_stderr(struct lws *wsi, enum lws_callback_reasons reason,
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
-			return delivery_read_stderr(d, lws_get_socket_fd(wsi));
+			return callbacks.pipe_readable(opaque, lws_get_socket_fd(wsi));
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
-			if (d != NULL)
-				d->stderr_wsi = NULL;
+			if (opaque != NULL)
+				callbacks.pipe_closed(opaque);
 			return 0;
 		default:
 			return 0;
@@ -413,21 +444,40 @@ set_listen_address(struct lws_context_creation_info *info)
 	return true;
 }
 
-/* Create the context and the listening vhost, and watch the self-pipe. */
+/* Have lws watch fd (a pipe end) for the given raw protocol. */
+static struct lws *
+adopt_fd(int fd, const char *protocol, void *opaque)
+{
+	lws_adopt_desc_t desc;
+
+	memset(&desc, 0, sizeof(desc));
+	desc.vh = vhost;
+	desc.type = LWS_ADOPT_RAW_FILE_DESC;
+	desc.fd.filefd = fd;
+	desc.vh_prot_name = protocol;
+	desc.opaque = opaque;
+	return lws_adopt_descriptor_vhost_via_info(&desc);
+}
+
+/*
+ * Create the context and the listening vhost, and watch wake_fd, the read
+ * end of the self-pipe that the signal handlers write to.  cb is copied.
+ */
 bool
-server_start(void)
+server_start(const ServerCallbacks *cb, int wake_fd)
 {
 	struct lws_context_creation_info info;
 	bool		tls = worker.opt.tls_cert != NULL;
 
+	callbacks = *cb;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	if (tls)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	worker.context = lws_create_context(&info);
-	if (worker.context == NULL)
+	context = lws_create_context(&info);
+	if (context == NULL)
 	{
 		wlog("ERROR", "could not create the libwebsockets context");
 		return false;
@@ -445,8 +495,8 @@ server_start(void)
 		info.ssl_private_key_filepath = worker.opt.tls_key;
 	}
 	if (set_listen_address(&info))
-		worker.vhost = lws_create_vhost(worker.context, &info);
-	if (worker.vhost == NULL)
+		vhost = lws_create_vhost(context, &info);
+	if (vhost == NULL)
 	{
 		wlog("ERROR", "could not listen on %s:%d%s",
 			 worker.opt.listen_host, worker.opt.listen_port,
@@ -454,10 +504,9 @@ server_start(void)
 		server_stop();
 		return false;
 	}
-	worker.port = lws_get_vhost_listen_port(worker.vhost);
+	port = lws_get_vhost_listen_port(vhost);
 
-	if (server_adopt_fd(worker.signal_pipe[0], "cluster-worker-signals",
-						NULL) == NULL)
+	if (adopt_fd(wake_fd, "cluster-worker-signals", NULL) == NULL)
 	{
 		wlog("ERROR", "could not watch the signal pipe");
 		server_stop();
@@ -469,32 +518,46 @@ server_start(void)
 void
 server_stop(void)
 {
-	if (worker.context != NULL)
-		lws_context_destroy(worker.context);
-	worker.context = NULL;
-	worker.vhost = NULL;
+	if (context != NULL)
+		lws_context_destroy(context);
+	context = NULL;
+	vhost = NULL;
 }
 
-/* Queue a message for c and ask lws for a write slot; takes msg. */
-void
-server_send(Connection *c, json_t *msg)
+/* The port actually bound: --listen's, or the kernel's choice for 0. */
+int
+server_port(void)
 {
-	char	   *text = json_dumps(msg, JSON_COMPACT);
-	size_t		len;
+	return port;
+}
+
+/*
+ * Serve what is ready: connections, watched pipes, the self-pipe.  Returns
+ * after one batch of events, or when server_wake_after says.
+ */
+void
+server_service(void)
+{
+	lws_service(context, 0);
+}
+
+/* How c is named in the log: the peer's address. */
+const char *
+server_peer(const Connection *c)
+{
+	return c->peer;
+}
+
+/* Queue a text message for c and ask lws for a write slot; text is copied. */
+void
+server_send(Connection *c, const char *text, size_t len)
+{
 	Outgoing   *o;
 
-	json_decref(msg);
-	if (text == NULL)
-	{
-		wlog("ERROR", "could not encode a message to %s", c->peer);
-		return;
-	}
-	len = strlen(text);
 	o = xmalloc(sizeof(Outgoing) + LWS_PRE + len);
 	o->next = NULL;
 	o->len = len;
 	memcpy(o->data + LWS_PRE, text, len);
-	free(text);
 
 	if (c->out_tail != NULL)
 		c->out_tail->next = o;
@@ -509,7 +572,7 @@ void
 server_close_all(void)
 {
 	closing_all = true;
-	for (Connection *c = worker.connections; c != NULL; c = c->next)
+	for (Connection *c = connections; c != NULL; c = c->next)
 	{
 		c->closing = true;
 		lws_callback_on_writable(c->wsi);
@@ -519,14 +582,14 @@ server_close_all(void)
 bool
 server_no_connections(void)
 {
-	return worker.connections == NULL;
+	return connections == NULL;
 }
 
 static void
 wake_up(lws_sorted_usec_list_t *sul)
 {
 	(void) sul;
-	lws_cancel_service(worker.context);
+	lws_cancel_service(context);
 }
 
 /*
@@ -537,20 +600,29 @@ wake_up(lws_sorted_usec_list_t *sul)
 void
 server_wake_after(lws_usec_t us)
 {
-	lws_sul_schedule(worker.context, 0, &wake_sul, wake_up, us);
+	lws_sul_schedule(context, 0, &wake_sul, wake_up, us);
 }
 
-/* Have lws watch fd (a pipe end) for the given raw protocol. */
+/*
+ * Have lws watch fd, the read end of a pipe, and report it through the
+ * pipe callbacks with opaque.  Returns the handle to unwatch
+ * it with; NULL if lws would not take fd, which then stays the caller's
+ * to close.  Otherwise lws closes it.
+ */
 struct lws *
-server_adopt_fd(int fd, const char *protocol, void *opaque)
+server_watch_pipe(int fd, void *opaque)
 {
-	lws_adopt_desc_t desc;
+	return adopt_fd(fd, "cluster-worker-pipe", opaque);
+}
 
-	memset(&desc, 0, sizeof(desc));
-	desc.vh = worker.vhost;
-	desc.type = LWS_ADOPT_RAW_FILE_DESC;
-	desc.fd.filefd = fd;
-	desc.vh_prot_name = protocol;
-	desc.opaque = opaque;
-	return lws_adopt_descriptor_vhost_via_info(&desc);
+/*
+ * Stop reporting the pipe to its watcher, and have lws close it soon:
+ * until then, what arrives is handed to pipe_readable with a NULL opaque,
+ * to be discarded.
+ */
+void
+server_unwatch_pipe(struct lws *watched)
+{
+	lws_set_opaque_user_data(watched, NULL);
+	lws_set_timeout(watched, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }

@@ -173,18 +173,28 @@ may_see_source(Oid caller, Pump *pump, Oid handler_owner)
 
 typedef struct LagCall
 {
-	Pump	   *pump;
-	EventPos	cursor;
+	int32		handler_id;
+	Oid			caller;
+	bool		known;			/* the caller may know, and the count worked */
 	int64		events;
 	double		seconds;
 } LagCall;
 
+/* Everything that reads the pump, the look-up of its source included. */
 static void
 lag_call(void *arg)
 {
 	LagCall    *call = arg;
+	Pump	   *pump;
+	Oid			handler_owner;
+	EventPos	cursor;
 
-	pump_lag(call->pump, call->cursor, &call->events, &call->seconds);
+	if (handler_position(call->handler_id, &pump, &handler_owner, &cursor) &&
+		may_see_source(call->caller, pump, handler_owner))
+	{
+		pump_lag(pump, cursor, &call->events, &call->seconds);
+		call->known = true;
+	}
 }
 
 #define LAG_COLS 2
@@ -201,17 +211,14 @@ cluster_lag(PG_FUNCTION_ARGS)
 	Datum		values[LAG_COLS] = {0};
 	bool		nulls[LAG_COLS] = {true, true};
 	Restricted	caller;
-	Oid			caller_id;
-	LagCall		call;
-	Oid			handler_owner;
+	LagCall		call = {0};
 	char	   *error;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	caller_id = become_owner(fcinfo, &caller);
-	if (handler_position(PG_GETARG_INT32(0), &call.pump, &handler_owner, &call.cursor) &&
-		may_see_source(caller_id, call.pump, handler_owner) &&
-		subxact_run(lag_call, &call, &error))
+	call.handler_id = PG_GETARG_INT32(0);
+	call.caller = become_owner(fcinfo, &caller);
+	if (subxact_run(lag_call, &call, &error) && call.known)
 	{
 		int			i = 0;
 

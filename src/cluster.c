@@ -13,6 +13,7 @@
 
 #include "allowlist.h"
 #include "cluster.h"
+#include "dependencies.h"
 #include "launcher.h"
 #include "shmem.h"
 
@@ -86,5 +87,6 @@ _PG_init(void)
 
 	define_settings();
 	shmem_install_hooks();
+	dependencies_install();
 	launcher_register();
 }

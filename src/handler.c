@@ -106,10 +106,33 @@ row_bool(HeapTuple tup, TupleDesc desc, int attnum)
 	return DatumGetBool(SPI_getbinval(tup, desc, attnum, &isnull));
 }
 
+typedef struct PumpFor
+{
+	int32		id;
+	MemoryContext cxt;
+	List	  **pumps;
+	Pump	   *pump;
+} PumpFor;
+
+static void
+pump_for_call(void *arg)
+{
+	PumpFor    *call = arg;
+
+	call->pump = pump_for(call->id, call->cxt, call->pumps);
+}
+
+/*
+ * A HandlerRun of the row; NULL when its pump can't be loaded (its source
+ * unreadable, a column retyped): then the handler's last_error says why,
+ * and the other handlers go on.
+ */
 static HandlerRun *
 handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 {
 	HandlerRun *h = MemoryContextAllocZero(cxt, sizeof(HandlerRun));
+	PumpFor		call = {row_int32(tup, desc, Anum_h_pump_id), cxt, pumps, NULL};
+	char	   *error;
 	bool		isnull;
 
 	h->id = row_int32(tup, desc, Anum_h_id);
@@ -127,7 +150,15 @@ handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 	h->replay_marked = row_bool(tup, desc, Anum_h_replay);
 	h->ack_timeout_ms = row_int32(tup, desc, Anum_h_ack_timeout_ms);
 	h->max_batch_bytes = row_int32(tup, desc, Anum_h_max_batch_bytes);
-	h->pump = pump_for(row_int32(tup, desc, Anum_h_pump_id), cxt, pumps);
+	if (!subxact_run(pump_for_call, &call, &error))
+	{
+		ereport(WARNING,
+				(errmsg("%s can't read its pump: %s", h->what, error),
+				 errhint("It is tried again every %d s.", HANDLER_RELOAD_BROKEN_MS / 1000)));
+		handler_record_error(h, error);
+		return NULL;
+	}
+	h->pump = call.pump;
 	h->tracker = tracker_create(cxt, h->max_in_flight, h->key_order);
 	if (row_bool(tup, desc, Anum_h_function_missing))
 	{
@@ -143,10 +174,12 @@ handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 
 /*
  * The handlers of a coordinator as they are now, allocated in "cxt"; the
- * pumps they read are appended to *pumps.  Runs in a transaction.
+ * pumps they read are appended to *pumps.  Runs in a transaction.  Sets
+ * *broken when a handler was left out because its pump can't be loaded.
  */
 List *
-handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps)
+handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps,
+				 bool *broken)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(coordinator_id)};
@@ -168,8 +201,14 @@ handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps)
 	for (uint64 row = 0; row < n; row++)
 	{
 		HandlerRun *h = handler_from_row(rows->vals[row], rows->tupdesc, cxt, pumps);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
+		MemoryContext old;
 
+		if (h == NULL)
+		{
+			*broken = true;
+			continue;
+		}
+		old = MemoryContextSwitchTo(cxt);
 		handlers = lappend(handlers, h);
 		MemoryContextSwitchTo(old);
 	}

@@ -77,8 +77,11 @@ typedef struct BatchOutcome
 	char	   *last_error;
 } BatchOutcome;
 
+/* how soon handlers whose pump couldn't be loaded are tried again */
+#define HANDLER_RELOAD_BROKEN_MS 10000
+
 extern List *handler_load_all(int32 coordinator_id, MemoryContext cxt,
-							  List **pumps);
+							  List **pumps, bool *broken);
 extern void handler_check_rights(HandlerRun *h);
 extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,

@@ -245,7 +245,8 @@ leader_work(Leader *l)
 	MemoryContext old = MemoryContextSwitchTo(l->cxt);
 	ListCell   *lc;
 
-	if (l->generation != shmem_config_generation())
+	if (l->generation != shmem_config_generation() ||
+		(l->reload_at != 0 && GetCurrentTimestamp() >= l->reload_at))
 		leader_load(l);
 	/* heartbeats change no setting: look for silent workers from time to time */
 	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
@@ -320,12 +321,15 @@ leader_load(Leader *l)
 	List	   *handlers;
 	ListCell   *lc;
 	MemoryContext old;
+	bool		broken = false;
 
 	leader_unload(l);
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
-	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps);
+	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps, &broken);
 	worker_xact_commit();
+	l->reload_at = broken ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HANDLER_RELOAD_BROKEN_MS) : 0;
 	old = MemoryContextSwitchTo(l->cxt);
 	foreach(lc, handlers)
 	{

@@ -1,0 +1,249 @@
+/* cluster 0.1 -> 0.2: what pumps and handlers use is protected like PostgreSQL's own dependencies */
+\echo Use "ALTER EXTENSION cluster UPDATE TO '0.2'" to load this file. \quit
+
+/*
+ * What a drop took from the pumps and handlers of this database: a pump's
+ * source table or one of its mapped columns, a handler's function.  Without
+ * CASCADE the drop is refused, naming the pump or handler; with it, a pump
+ * goes with its handlers and a handler loses its function (it keeps its
+ * workers and cursor), each with a NOTICE.  Called by cluster._on_sql_drop()
+ * as the extension's owner, inside the sql_drop event trigger.
+ */
+CREATE FUNCTION cluster._protect_dropped(cascade boolean)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT p.id, p.name, d.object_type, d.object_identity,
+			   (SELECT count(*) FROM cluster.handler h WHERE h.pump_id = p.id) AS handlers
+		  FROM pg_event_trigger_dropped_objects() d
+		  JOIN cluster.pump p ON p.source = d.objid
+		 WHERE d.classid = 'pg_catalog.pg_class'::regclass
+		   AND (d.objsubid = 0 OR
+				d.address_names[3] IN (p.id_column, p.txid_column, p.payload_column,
+									   p.key_column, p.headers_column, p.created_at_column))
+	LOOP
+		IF NOT cascade THEN
+			RAISE EXCEPTION 'cannot drop % % because other objects depend on it',
+				r.object_type, r.object_identity
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = format('cluster pump "%s" reads it.', r.name),
+					  HINT = 'Drop the pump first with cluster.drop_pump(), or use DROP ... CASCADE to drop the pump and its handlers too.';
+		END IF;
+		RAISE NOTICE 'drop cascades to cluster pump "%" and its % handler(s)', r.name, r.handlers;
+		DELETE FROM cluster.handler WHERE pump_id = r.id;
+		DELETE FROM cluster.pump WHERE id = r.id;
+	END LOOP;
+
+	FOR r IN
+		SELECT h.id, h.name, d.object_identity
+		  FROM pg_event_trigger_dropped_objects() d
+		  JOIN cluster.handler h ON h.function = d.objid
+		 WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+	LOOP
+		IF NOT cascade THEN
+			RAISE EXCEPTION 'cannot drop function % because other objects depend on it',
+				r.object_identity
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = format('cluster handler "%s" calls it.', r.name),
+					  HINT = 'Give the handler another function with cluster.alter_handler() first, or use DROP ... CASCADE to leave the handler without one.';
+		END IF;
+		RAISE NOTICE 'cluster handler "%" no longer has a function', r.name
+			USING DETAIL = 'Its workers still get its events; without a connected worker, its events wait.';
+		UPDATE cluster.handler SET function = NULL WHERE id = r.id;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION cluster._on_sql_drop()
+RETURNS event_trigger LANGUAGE c AS 'MODULE_PATHNAME', 'cluster_on_sql_drop';
+COMMENT ON FUNCTION cluster._on_sql_drop() IS
+'refuse to drop what a pump or handler uses unless CASCADE (event trigger)';
+CREATE EVENT TRIGGER cluster_dependencies ON sql_drop
+	EXECUTE FUNCTION cluster._on_sql_drop();
+
+/*
+ * REASSIGN OWNED and DROP OWNED treat pumps, handlers, worker registrations
+ * and grants as owned objects: reassigned, or dropped (pumps with their
+ * handlers, as a CASCADE would; grants revoked).  Neither statement fires
+ * event triggers: the module's ProcessUtility hook calls these, after
+ * REASSIGN OWNED and before DROP OWNED (so that a table dropped with its
+ * owner's pump is no longer in use).
+ */
+CREATE FUNCTION cluster._reassign_owned(roles regrole[], new_owner regrole)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE cluster.pump SET owner = new_owner WHERE owner = ANY (roles);
+	UPDATE cluster.handler SET owner = new_owner WHERE owner = ANY (roles);
+	UPDATE cluster.worker SET registered_by = new_owner WHERE registered_by = ANY (roles);
+	UPDATE cluster.pump_grant SET granted_by = new_owner WHERE granted_by = ANY (roles);
+	UPDATE cluster.worker_grant SET granted_by = new_owner WHERE granted_by = ANY (roles);
+END
+$$;
+
+CREATE FUNCTION cluster._drop_owned(roles regrole[], cascade boolean)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT p.id, p.name, p.source, h.name AS handler, h.owner AS handler_owner
+		  FROM cluster.pump p JOIN cluster.handler h ON h.pump_id = p.id
+		 WHERE p.owner = ANY (roles) AND NOT h.owner = ANY (roles)
+		 LIMIT 1
+	LOOP
+		IF NOT cascade THEN
+			RAISE EXCEPTION 'cannot drop cluster pump "%" because other objects depend on it', r.name
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = format('cluster handler "%s" of %s reads it.', r.handler, r.handler_owner),
+					  HINT = 'Use DROP OWNED ... CASCADE to drop the dependent handlers too.';
+		END IF;
+	END LOOP;
+	DELETE FROM cluster.handler WHERE owner = ANY (roles)
+		OR pump_id IN (SELECT id FROM cluster.pump WHERE owner = ANY (roles));
+	FOR r IN SELECT id, source FROM cluster.pump WHERE owner = ANY (roles) AND source IS NOT NULL
+	LOOP
+		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || r.id, r.source);
+	END LOOP;
+	DELETE FROM cluster.pump WHERE owner = ANY (roles);
+	DELETE FROM cluster.worker WHERE registered_by = ANY (roles);
+	DELETE FROM cluster.pump_grant WHERE grantee = ANY (roles) OR granted_by = ANY (roles);
+	DELETE FROM cluster.worker_grant WHERE grantee = ANY (roles) OR granted_by = ANY (roles);
+END
+$$;
+
+/*
+ * What in this database keeps a role from being dropped: the first thing it
+ * owns, registered or was granted, described as DROP ROLE's DETAIL would;
+ * NULL when nothing.  Called by the DROP ROLE check of the module.
+ */
+CREATE FUNCTION cluster._role_in_use(role regrole)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT d FROM (
+		SELECT format('owner of cluster pump "%s"', name) FROM cluster.pump WHERE owner = role
+		UNION ALL
+		SELECT format('owner of cluster handler "%s"', name) FROM cluster.handler WHERE owner = role
+		UNION ALL
+		SELECT format('registrant of a worker of cluster handler "%s"', h.name)
+		  FROM cluster.worker w JOIN cluster.handler h ON h.id = w.handler_id WHERE w.registered_by = role
+		UNION ALL
+		SELECT format('privileges for cluster pump "%s"', p.name)
+		  FROM cluster.pump_grant g JOIN cluster.pump p ON p.id = g.pump_id
+		 WHERE role IN (g.grantee, g.granted_by)
+		UNION ALL
+		SELECT format('privileges for cluster handler "%s"', h.name)
+		  FROM cluster.worker_grant g JOIN cluster.handler h ON h.id = g.handler_id
+		 WHERE role IN (g.grantee, g.granted_by)
+	) AS uses(d)
+	LIMIT 1
+$$;
+
+REVOKE ALL ON FUNCTION cluster._protect_dropped(boolean), cluster._on_sql_drop(),
+	cluster._reassign_owned(regrole[], regrole), cluster._drop_owned(regrole[], boolean),
+	cluster._role_in_use(regrole) FROM PUBLIC;
+
+/* last_error clears once the handler handles events again */
+CREATE OR REPLACE FUNCTION cluster._commit_handler(handler_id int, epoch int, lease_key text,
+	fence bigint, cursor jsonb, done jsonb, retry jsonb, processed bigint,
+	failed bigint, dead bigint, last_error text)
+RETURNS boolean LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	doc jsonb;
+BEGIN
+	PERFORM FROM cluster.lease l WHERE l.key = $3 AND l.fence = $4 FOR SHARE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT h.state INTO doc FROM cluster.handler h WHERE h.id = $1 AND h.epoch = $2 FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	doc := jsonb_set(doc, '{cursor}', $5);
+	doc := jsonb_set(doc, '{done}', $6);
+	doc := jsonb_set(doc, '{retry}', $7);
+	IF $8 <> 0 OR $9 <> 0 OR $10 <> 0 THEN
+		doc := jsonb_set(doc, '{counters}', coalesce(doc -> 'counters', '{}') || jsonb_build_object(
+			'processed', coalesce((doc #>> '{counters,processed}')::bigint, 0) + $8,
+			'failed', coalesce((doc #>> '{counters,failed}')::bigint, 0) + $9,
+			'dead_lettered', coalesce((doc #>> '{counters,dead_lettered}')::bigint, 0) + $10));
+	END IF;
+	IF $11 IS NOT NULL THEN
+		doc := jsonb_set(doc, '{last_error}', jsonb_build_object('message', $11, 'at', now()));
+	ELSIF $8 > 0 THEN
+		doc := doc - 'last_error';	/* it works again */
+	END IF;
+	UPDATE cluster.handler h SET state = doc WHERE h.id = $1;
+	RETURN true;
+END
+$$;
+
+/* positions are case-insensitive */
+CREATE OR REPLACE FUNCTION cluster.reset_handler(name text, "position" text)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h cluster.handler := cluster._handler_for_update($1);
+	cursor jsonb;
+	at timestamptz;
+BEGIN
+	IF $2 IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be null', 'position'
+			USING ERRCODE = 'null_value_not_allowed';
+	ELSIF lower($2) = 'start' THEN
+		cursor := '["0", "0"]';
+	ELSIF lower($2) = 'end' THEN
+		/* every event of a finished transaction is behind, the rest ahead */
+		cursor := jsonb_build_array(
+			(pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text,
+			'9223372036854775807');
+	ELSE
+		BEGIN
+			at := $2::timestamptz;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+			RAISE EXCEPTION 'argument "%" must be ''start'', ''end'' or a timestamp', 'position'
+				USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %L.', $2);
+		END;
+		cursor := cluster._position_before(h.id, at);
+	END IF;
+	UPDATE cluster.handler
+	   SET epoch = epoch + 1,
+		   state = jsonb_set(jsonb_set(jsonb_set(state, '{cursor}', cursor),
+									   '{done}', '[]'), '{retry}', '{}')
+	 WHERE id = h.id;
+END
+$$;
+
+-- a cursor past every id of its transaction (after reset_handler(..., 'end')) reads "txid/*"
+CREATE OR REPLACE VIEW cluster.handlers AS
+SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
+	   (h.state #>> '{cursor,0}') || '/' ||
+	   CASE h.state #>> '{cursor,1}' WHEN '9223372036854775807' THEN '*'
+			ELSE h.state #>> '{cursor,1}' END AS cursor,
+	   CASE WHEN lag.events IS NOT NULL
+			THEN greatest(lag.events - jsonb_array_length(h.state -> 'done'), 0) END AS lag_events,
+	   lag.seconds AS lag_seconds,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   (SELECT count(*) FROM jsonb_object_keys(h.state -> 'retry'))::int AS retrying,
+	   (SELECT count(*) FROM cluster.dead_letters d WHERE d.handler_id = h.id) AS dead_letters,
+	   coalesce((h.state #>> '{counters,processed}')::bigint, 0) AS processed,
+	   h.state #>> '{last_error,message}' AS last_error,
+	   (h.state #>> '{last_error,at}')::timestamptz AS last_error_at,
+	   h.paused
+  FROM cluster.handler h
+  JOIN cluster.pump p ON p.id = h.pump_id
+  LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id,
+  LATERAL cluster._lag(h.id) lag;
+COMMENT ON VIEW cluster.handlers IS
+'every handler: cursor (txid/id; txid/* after every event of that transaction), how far behind it is, what is in flight or retrying, dead letters, the last error';

@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * dependencies.c
+ *	  Protect what pumps and handlers use: event triggers and DROP ROLE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "dependencies.h"
+#include "restricted.h"
+#include "xact.h"
+
+PG_FUNCTION_INFO_V1(cluster_on_sql_drop);
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Is the extension (still) there?  Not while DROP EXTENSION runs. */
+static bool
+extension_here(void)
+{
+	return IsTransactionState() && OidIsValid(get_extension_oid("cluster", true));
+}
+
+/* Did the statement say CASCADE? */
+static bool
+cascades(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (IsA(stmt, DropStmt))
+		return ((DropStmt *) stmt)->behavior == DROP_CASCADE;
+	if (IsA(stmt, AlterTableStmt))
+		foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+		{
+			AlterTableCmd *cmd = lfirst(lc);
+
+			if (cmd->subtype == AT_DropColumn && cmd->behavior == DROP_CASCADE)
+				return true;
+		}
+	return false;
+}
+
+/* The roles a statement names, as a regrole[]. */
+static Datum
+role_array(List *roles)
+{
+	Datum	   *oids = palloc(sizeof(Datum) * Max(list_length(roles), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, roles)
+		oids[n++] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
+	return PointerGetDatum(construct_array(oids, n, REGROLEOID, sizeof(Oid), true,
+										   TYPALIGN_INT));
+}
+
+/* Run one of the extension's functions as the bootstrap superuser. */
+static void
+run_as_extension(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	Restricted	r;
+
+	restricted_become_definer(&r, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec_checked(sql, nargs, types, values, NULL, SPI_OK_SELECT);
+	SPI_finish();
+	restricted_exit(&r);
+}
+
+/*
+ * sql_drop: whatever the statement dropped is checked against the pumps
+ * and handlers of this database.
+ */
+Datum
+cluster_on_sql_drop(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	Oid			types[1] = {BOOLOID};
+	Datum		values[1];
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "cluster_on_sql_drop: not fired by an event trigger");
+	if (!extension_here())
+		PG_RETURN_VOID();
+	values[0] = BoolGetDatum(cascades(trigdata->parsetree));
+	run_as_extension("SELECT cluster._protect_dropped($1)", 1, types, values);
+	PG_RETURN_VOID();
+}
+
+/*
+ * DROP OWNED, before it runs: the pumps, handlers, registrations and grants
+ * of its roles go first, so that what they used may go with them.  A role
+ * the user may not act for is left to the command's own error.
+ */
+static void
+drop_owned(DropOwnedStmt *stmt)
+{
+	Oid			types[2] = {REGROLEARRAYOID, BOOLOID};
+	Datum		values[2];
+	ListCell   *lc;
+
+	if (!extension_here())
+		return;
+	foreach(lc, stmt->roles)
+		if (!has_privs_of_role(GetUserId(), get_rolespec_oid(lfirst(lc), false)))
+			return;
+	values[0] = role_array(stmt->roles);
+	values[1] = BoolGetDatum(stmt->behavior == DROP_CASCADE);
+	run_as_extension("SELECT cluster._drop_owned($1, $2)", 2, types, values);
+}
+
+/* REASSIGN OWNED, after it succeeded: the new owner takes ours over too. */
+static void
+reassign_owned(ReassignOwnedStmt *stmt)
+{
+	Oid			types[2] = {REGROLEARRAYOID, REGROLEOID};
+	Datum		values[2];
+
+	if (!extension_here())
+		return;
+	values[0] = role_array(stmt->roles);
+	values[1] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
+	run_as_extension("SELECT cluster._reassign_owned($1, $2)", 2, types, values);
+}
+
+/* What of this database's pumps and handlers names the role; NULL: nothing. */
+static char *
+role_in_use(Oid role)
+{
+	Oid			types[1] = {REGROLEOID};
+	Datum		values[1] = {ObjectIdGetDatum(role)};
+	MemoryContext cxt = CurrentMemoryContext;
+	Restricted	r;
+	char	   *use = NULL;
+	bool		isnull;
+	Datum		d;
+
+	restricted_become_definer(&r, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec_checked("SELECT cluster._role_in_use($1)", 1, types, values, NULL, SPI_OK_SELECT);
+	d = spi_getdatum(0, 1, &isnull);
+	if (!isnull)
+		use = MemoryContextStrdup(cxt, TextDatumGetCString(d));
+	SPI_finish();
+	restricted_exit(&r);
+	return use;
+}
+
+/*
+ * DROP ROLE fires no event trigger; like a role that owns a table, a role
+ * that owns a pump or handler, registered a worker or holds a grant here
+ * can't be dropped.  Other databases are not visible from this one: there
+ * the engines find the owner gone and stop that handler, visibly.
+ */
+static void
+check_drop_role(DropRoleStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (!extension_here())
+		return;
+	foreach(lc, stmt->roles)
+	{
+		RoleSpec   *spec = lfirst(lc);
+		Oid			role = get_rolespec_oid(spec, true);
+		char	   *use;
+
+		if (!OidIsValid(role) || (use = role_in_use(role)) == NULL)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
+						get_rolespec_name(spec)),
+				 errdetail("%s in database %s", use, get_database_name(MyDatabaseId)),
+				 errhint("Use REASSIGN OWNED or DROP OWNED in that database first.")));
+	}
+}
+
+static void
+process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				ProcessUtilityContext context, ParamListInfo params,
+				QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, DropRoleStmt))
+		check_drop_role((DropRoleStmt *) stmt);
+	else if (IsA(stmt, DropOwnedStmt))
+		drop_owned((DropOwnedStmt *) stmt);
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+	if (IsA(stmt, ReassignOwnedStmt))
+		reassign_owned((ReassignOwnedStmt *) stmt);
+}
+
+void
+dependencies_install(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = process_utility;
+}

@@ -1,0 +1,78 @@
+# Versioned upgrades: a database created with the oldest released version
+# (0.1), with pumps, handlers, a worker registration, state and dead
+# letters, is updated with ALTER EXTENSION cluster UPDATE and keeps working:
+# cursors and state carry over, new events flow, dead letters replay, and
+# what the new version adds (dependency protection) is in force.  Keep this
+# test for every later version: it always starts from 0.1.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $node = cluster_node('upgrade');
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION cluster VERSION '0.1';
+	CREATE TABLE seen (n int);
+	-- notes each event in the state; payload.fail: fails until seen has -1
+	CREATE FUNCTION count_events(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+	DECLARE
+		e jsonb;
+	BEGIN
+		FOR e IN SELECT * FROM jsonb_array_elements(batch) LOOP
+			IF (e -> 'payload' ->> 'fail')::boolean AND NOT EXISTS (SELECT FROM seen WHERE n = -1) THEN
+				RAISE EXCEPTION 'event % fails', e -> 'payload' ->> 'n';
+			END IF;
+			INSERT INTO seen VALUES ((e -> 'payload' ->> 'n')::int);
+		END LOOP;
+		RETURN (SELECT jsonb_agg(jsonb_build_object('op', 'set', 'value', true,
+						'path', jsonb_build_array('seen', x -> 'payload' ->> 'n')))
+				  FROM jsonb_array_elements(batch) x);
+	END $$;
+	SELECT cluster.create_pump('orders');
+	SELECT cluster.create_handler('counter', 'orders', 'count_events(jsonb)', max_attempts => 1);
+	SELECT cluster.register_worker('counter', 'ws://127.0.0.1:1/', capacity => 1);
+	SELECT count(cluster.publish('orders', jsonb_build_object('n', i, 'fail', i = 3))) FROM generate_series(1, 10) i;
+});
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.1',
+	'created at 0.1');
+ok(defined poll_until($node, "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'counter'", '9/1'),
+	'0.1: nine events handled, one dead-lettered');
+my $state = $node->safe_psql('postgres', "SELECT cluster.handler_state('counter')");
+my $cursor = $node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name = 'counter'");
+
+$node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.2',
+	'updated to 0.2');
+is($node->safe_psql('postgres', "SELECT cluster.handler_state('counter')"), $state, 'the state carried over');
+is($node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name = 'counter'"), $cursor,
+	'the cursor carried over');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.workers WHERE handler = 'counter'"), '1',
+	'the worker registration carried over');
+
+$node->safe_psql('postgres',
+	"SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(11, 20) i");
+ok(defined poll_until($node, "SELECT count(*) FROM seen", '19'), 'new events flow after the update');
+$node->safe_psql('postgres', "INSERT INTO seen VALUES (-1); SELECT cluster.replay_dead_letters('counter')");
+ok(defined poll_until($node, "SELECT dead_letters || ' ' || (last_error IS NULL) FROM cluster.handlers WHERE name = 'counter'", '0 true'),
+	'the dead letter replays, and last_error clears (new in 0.2)');
+is($node->safe_psql('postgres', "SELECT count(*) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen')"), '20',
+	'every event is in the state');
+
+my ($ret, $out, $err) = $node->psql('postgres', 'DROP FUNCTION count_events(jsonb)');
+like($err, qr/cannot drop function .* because other objects depend on it/,
+	'dependency protection (new in 0.2) is in force');
+
+# the installed scripts: every released version stays installable
+is($node->safe_psql('postgres',
+		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),
+	'0.1,0.2', 'versions 0.1 and 0.2 are available');
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION cluster');
+is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.2',
+	'a new database gets 0.2');
+
+$node->stop;
+done_testing();

@@ -247,3 +247,111 @@ SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
   LATERAL cluster._lag(h.id) lag;
 COMMENT ON VIEW cluster.handlers IS
 'every handler: cursor (txid/id; txid/* after every event of that transaction), how far behind it is, what is in flight or retrying, dead letters, the last error';
+
+-------------------------------------------------------------------------
+-- Fences only grow: across DROP/CREATE EXTENSION and promotions
+-------------------------------------------------------------------------
+
+/*
+ * The fence DROP EXTENSION left in this database (kept as the database's
+ * setting cluster.fence_floor, which outlives the extension's tables), read
+ * once when the extension is created again.
+ */
+CREATE TABLE cluster.fence_floor (
+	floor		bigint NOT NULL
+);
+COMMENT ON TABLE cluster.fence_floor IS 'the highest fence of this database when the extension was last dropped';
+INSERT INTO cluster.fence_floor
+SELECT coalesce(max(split_part(c, '=', 2)::bigint), 0)
+  FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+ WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND s.setrole = 0 AND c LIKE 'cluster.fence_floor=%';
+
+CREATE FUNCTION cluster._timeline_floor()
+RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'cluster_timeline_floor';
+COMMENT ON FUNCTION cluster._timeline_floor() IS
+'(timeline - 1) << 32: fences of a promoted standby pass what its old primary handed out unreplicated';
+
+/* No fence is handed out at or below this. */
+CREATE FUNCTION cluster._fence_floor()
+RETURNS bigint LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT greatest((SELECT max(floor) FROM cluster.fence_floor), cluster._timeline_floor())
+$$;
+
+CREATE OR REPLACE FUNCTION cluster.acquire_lease(key text, holder text, ttl interval)
+RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result bigint;
+BEGIN
+	PERFORM cluster._check_lease_key($1);
+	PERFORM cluster._check_text('holder', $2, 512);
+	PERFORM cluster._check_interval('ttl', $3, interval '1 microsecond');
+
+	INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
+	VALUES ($1, $2, cluster._fence_floor() + 1, clock_timestamp(), clock_timestamp() + $3)
+	ON CONFLICT ON CONSTRAINT lease_pkey DO UPDATE
+		SET holder = excluded.holder,
+			fence = CASE WHEN l.holder IS DISTINCT FROM excluded.holder
+						 THEN greatest(l.fence + 1, excluded.fence) ELSE l.fence END,
+			acquired_at = CASE WHEN l.holder IS DISTINCT FROM excluded.holder
+							   THEN excluded.acquired_at ELSE l.acquired_at END,
+			expires_at = excluded.expires_at
+		WHERE l.holder = excluded.holder
+		   OR l.holder IS NULL
+		   OR l.expires_at <= clock_timestamp()
+	RETURNING l.fence INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cluster._engine_take(coordinator_id int, holder text)
+RETURNS TABLE (fence bigint, ttl_ms int) LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH c AS (
+		SELECT 'coordinator/' || name AS key, lease_ttl, clock_timestamp() AS now
+		  FROM cluster.coordinator WHERE id = $1
+	)
+	INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
+	SELECT c.key, $2, cluster._fence_floor() + 1, c.now, c.now + c.lease_ttl FROM c
+	ON CONFLICT ON CONSTRAINT lease_pkey DO UPDATE
+		SET holder = excluded.holder, fence = greatest(l.fence + 1, excluded.fence),
+			acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
+	RETURNING l.fence,
+			  (extract(epoch FROM l.expires_at - l.acquired_at) * 1000)::int
+$$;
+
+/*
+ * Before DROP EXTENSION cluster: drop the wake triggers on user outbox
+ * tables (they depend on the extension's function and would stop the drop)
+ * and keep the highest fence as the database's cluster.fence_floor.
+ */
+CREATE FUNCTION cluster._before_drop()
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT id, source FROM cluster.pump WHERE source IS NOT NULL LOOP
+		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || r.id, r.source);
+	END LOOP;
+	EXECUTE format('ALTER DATABASE %I SET cluster.fence_floor = %L', current_database(),
+				   greatest((SELECT max(fence) FROM cluster.lease), cluster._fence_floor())::text);
+END
+$$;
+
+CREATE FUNCTION cluster._on_drop_extension()
+RETURNS event_trigger LANGUAGE c AS 'MODULE_PATHNAME', 'cluster_on_drop_extension';
+COMMENT ON FUNCTION cluster._on_drop_extension() IS
+'before DROP EXTENSION cluster: drop the wake triggers on outbox tables, keep the highest fence (event trigger)';
+CREATE EVENT TRIGGER cluster_drop_extension ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION')
+	EXECUTE FUNCTION cluster._on_drop_extension();
+
+REVOKE ALL ON FUNCTION cluster._timeline_floor(), cluster._fence_floor(), cluster._before_drop(),
+	cluster._on_drop_extension() FROM PUBLIC;

@@ -27,6 +27,7 @@ int			cluster_poll_interval = 10000;
 int			cluster_worker_timeout = 30000;
 char	   *cluster_ca_file = NULL;
 char	   *cluster_worker_hosts = NULL;
+static char *cluster_fence_floor = NULL;
 
 static void
 define_settings(void)
@@ -73,6 +74,18 @@ define_settings(void)
 							   "localhost, 127.0.0.0/8, ::1",
 							   PGC_SIGHUP, 0,
 							   allowlist_check_hook, NULL, NULL);
+	/*
+	 * Not a setting to set: DROP EXTENSION keeps the database's highest
+	 * fence here (ALTER DATABASE ... SET, which outlives the extension's
+	 * tables), and CREATE EXTENSION starts its fences above it.
+	 */
+	DefineCustomStringVariable("cluster.fence_floor",
+							   "Highest fence of this database when the extension was last dropped.",
+							   "Set by DROP EXTENSION cluster; read by CREATE EXTENSION cluster.",
+							   &cluster_fence_floor,
+							   "",
+							   PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("cluster");
 }
 

@@ -26,6 +26,7 @@
 #include "xact.h"
 
 PG_FUNCTION_INFO_V1(cluster_on_sql_drop);
+PG_FUNCTION_INFO_V1(cluster_on_drop_extension);
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -137,6 +138,29 @@ reassign_owned(ReassignOwnedStmt *stmt)
 	values[0] = role_array(stmt->roles);
 	values[1] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
 	run_as_extension("SELECT cluster._reassign_owned($1, $2)", 2, types, values);
+}
+
+/*
+ * ddl_command_start of DROP EXTENSION: when it is this extension, let go
+ * of what outlives it and would stop the drop (the wake triggers on user
+ * outbox tables), and keep the highest fence (cluster._before_drop).
+ */
+Datum
+cluster_on_drop_extension(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	DropStmt   *stmt;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "cluster_on_drop_extension: not fired by an event trigger");
+	stmt = (DropStmt *) trigdata->parsetree;
+	if (!IsA(stmt, DropStmt) || stmt->removeType != OBJECT_EXTENSION || !extension_here())
+		PG_RETURN_VOID();
+	foreach(lc, stmt->objects)
+		if (strcmp(strVal(lfirst(lc)), "cluster") == 0)
+			run_as_extension("SELECT cluster._before_drop()", 0, NULL, NULL);
+	PG_RETURN_VOID();
 }
 
 /* What of this database's pumps and handlers names the role; NULL: nothing. */

@@ -12,7 +12,10 @@
  * handler loses its function.  Role commands fire no event trigger:
  * dependencies_install() hooks ProcessUtility to refuse DROP ROLE of a role
  * that this database's pumps, handlers, workers or grants still name, and
- * to carry REASSIGN OWNED and DROP OWNED over to them.  The decisions are SQL functions of the extension
+ * to carry REASSIGN OWNED and DROP OWNED over to them.  DROP EXTENSION
+ * first drops the wake triggers on user tables (which would stop it) and
+ * keeps the highest fence, so that fences never go back
+ * (cluster_on_drop_extension).  The decisions are SQL functions of the extension
  * (cluster._protect_dropped and friends), run as the bootstrap superuser;
  * this module only reads the statement (its DROP behaviour, its roles).
  *
@@ -25,5 +28,6 @@
 
 extern void dependencies_install(void);
 extern Datum cluster_on_sql_drop(PG_FUNCTION_ARGS);
+extern Datum cluster_on_drop_extension(PG_FUNCTION_ARGS);
 
 #endif							/* CLUSTER_DEPENDENCIES_H */

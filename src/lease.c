@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
+
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -19,6 +21,8 @@
 
 #include "lease.h"
 #include "xact.h"
+
+PG_FUNCTION_INFO_V1(cluster_timeline_floor);
 
 /* first key of the coordinators' advisory locks: 'clus' */
 #define LEASE_LOCK_CLASS 0x636c7573
@@ -193,4 +197,19 @@ lease_watch(int32 coordinator_id)
 	}
 	worker_xact_commit();
 	return wait_ms;
+}
+
+/*
+ * cluster._timeline_floor() returns bigint: the lowest fence this timeline
+ * may hand out, (timeline - 1) << 32.  A standby promoted to a new timeline
+ * then hands out fences above any its old primary could have handed out
+ * on an earlier timeline without replicating them (fewer than 2^32 per
+ * timeline).  0 during recovery, where no lease can be taken anyway.
+ */
+Datum
+cluster_timeline_floor(PG_FUNCTION_ARGS)
+{
+	if (RecoveryInProgress())
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(((int64) GetWALInsertionTimeLine() - 1) << 32);
 }

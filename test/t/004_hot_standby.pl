@@ -1,5 +1,6 @@
 # On a hot standby server the engines are idle; after promotion one leads
-# with a fence higher than any the primary used.
+# with a fence higher than any the primary used, also those the standby
+# never received (the new timeline lifts fences to (timeline - 1) << 32).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -39,12 +40,28 @@ is($standby->safe_psql('postgres',
 		"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'"),
 	$primary_fence, 'the fence replicated');
 
+# the primary goes on alone: fences the standby never receives (as with
+# asynchronous replication at a failover)
+$standby->stop;
+for (1 .. 2)
+{
+	my ($pid, $fence) = leader($primary);
+	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+	ok(defined poll_until($primary,
+			"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence = $fence + 1",
+			'1'),
+		'leader replaced on the primary, unreplicated');
+}
+my $lost_fence = $primary->safe_psql('postgres',
+	"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'");
+cmp_ok($lost_fence, '>', $primary_fence, 'the primary handed out fences the standby lacks');
 $primary->stop('immediate');
+$standby->start;
 $standby->promote;
 ok(defined poll_until($standby,
-		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $primary_fence",
+		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $lost_fence AND fence > (1::bigint << 32)",
 		'1'),
-	"after promotion one engine leads with a fence above $primary_fence");
+	"after promotion one engine leads with a fence above $lost_fence: its new timeline lifts it above 2^32");
 is($standby->safe_psql('postgres',
 		"SELECT string_agg(role, ',' ORDER BY role) FROM cluster.engines"),
 	'leader,standby', 'the other one stands by');

@@ -65,6 +65,22 @@ my ($ret, $out, $err) = $node->psql('postgres', 'DROP FUNCTION count_events(json
 like($err, qr/cannot drop function .* because other objects depend on it/,
 	'dependency protection (new in 0.2) is in force');
 
+# DROP EXTENSION works with an outbox table's wake trigger in place, and
+# fences go on above the old ones after CREATE EXTENSION
+$node->safe_psql('postgres', q{
+	CREATE TABLE outbox (id bigserial PRIMARY KEY, txid xid8 NOT NULL DEFAULT pg_current_xact_id(), payload jsonb NOT NULL);
+	SELECT cluster.create_pump('outbox', source => 'outbox');
+});
+my $fence = $node->safe_psql('postgres', "SELECT max(fence) FROM cluster.leases");
+($ret, $out, $err) = $node->psql('postgres', 'DROP EXTENSION cluster');
+is($ret, 0, 'DROP EXTENSION works while an outbox table has its wake trigger') or diag($err);
+$node->safe_psql('postgres', 'CREATE EXTENSION cluster');
+ok(defined poll_until($node,
+		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
+	"after DROP and CREATE EXTENSION the leader's fence is above $fence");
+is($node->safe_psql('postgres', "SELECT cluster.acquire_lease('fresh-key', 'me', '1 minute') > $fence"), 't',
+	'and so is a new lease\'s');
+
 # the installed scripts: every released version stays installable
 is($node->safe_psql('postgres',
 		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),

@@ -10,6 +10,7 @@ SET ROLE cluster_test_nobody;
 SELECT count(*) >= 0 AS reads_leases FROM cluster.leases;
 SELECT count(*) >= 0 AS reads_engines FROM cluster.engines;
 SELECT name FROM cluster.coordinators ORDER BY name;
+-- fences go on above those the earlier suites' extension handed out here
 SELECT cluster.acquire_lease('l', 'me', '1 minute');
 SELECT cluster.kv_get('k');
 SELECT cluster.register_instance('i', 'ws://x');

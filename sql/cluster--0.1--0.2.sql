@@ -326,9 +326,11 @@ AS $$
 $$;
 
 /*
- * Before DROP EXTENSION cluster: drop the wake triggers on user outbox
- * tables (they depend on the extension's function and would stop the drop)
- * and keep the highest fence as the database's cluster.fence_floor.
+ * Before DROP EXTENSION cluster: stop this database's engines and keep them
+ * out (the drop takes its tables' locks one by one, and a running engine
+ * would deadlock with it), drop the wake triggers on user outbox tables
+ * (they depend on the extension's function and would stop the drop), and
+ * keep the highest fence as the database's cluster.fence_floor.
  */
 CREATE FUNCTION cluster._before_drop()
 RETURNS void LANGUAGE plpgsql VOLATILE
@@ -337,6 +339,13 @@ AS $$
 DECLARE
 	r record;
 BEGIN
+	PERFORM pg_terminate_backend(a.pid, 5000)
+	   FROM pg_stat_activity a
+	  WHERE a.backend_type = 'cluster engine'
+		AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database());
+	/* engines the launcher starts again wait here until the drop is done */
+	LOCK TABLE cluster.coordinator, cluster.lease, cluster.pump, cluster.handler,
+		cluster.dead_letters, cluster.worker IN ACCESS EXCLUSIVE MODE;
 	FOR r IN SELECT id, source FROM cluster.pump WHERE source IS NOT NULL LOOP
 		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || r.id, r.source);
 	END LOOP;

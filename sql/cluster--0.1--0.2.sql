@@ -108,9 +108,11 @@ BEGIN
 	END LOOP;
 	DELETE FROM cluster.handler WHERE owner = ANY (roles)
 		OR pump_id IN (SELECT id FROM cluster.pump WHERE owner = ANY (roles));
-	FOR r IN SELECT id, source FROM cluster.pump WHERE owner = ANY (roles) AND source IS NOT NULL
+	FOR r IN SELECT t.tgname, p.source FROM cluster.pump p
+			   JOIN pg_trigger t ON t.tgrelid = p.source AND t.tgname = 'cluster_pump_' || p.id
+			  WHERE p.owner = ANY (roles)
 	LOOP
-		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || r.id, r.source);
+		EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.source);
 	END LOOP;
 	DELETE FROM cluster.pump WHERE owner = ANY (roles);
 	DELETE FROM cluster.worker WHERE registered_by = ANY (roles);
@@ -346,8 +348,10 @@ BEGIN
 	/* engines the launcher starts again wait here until the drop is done */
 	LOCK TABLE cluster.coordinator, cluster.lease, cluster.pump, cluster.handler,
 		cluster.dead_letters, cluster.worker IN ACCESS EXCLUSIVE MODE;
-	FOR r IN SELECT id, source FROM cluster.pump WHERE source IS NOT NULL LOOP
-		EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cluster_pump_' || r.id, r.source);
+	FOR r IN SELECT t.tgname, p.source FROM cluster.pump p
+			   JOIN pg_trigger t ON t.tgrelid = p.source AND t.tgname = 'cluster_pump_' || p.id
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.source);
 	END LOOP;
 	EXECUTE format('ALTER DATABASE %I SET cluster.fence_floor = %L', current_database(),
 				   greatest((SELECT max(fence) FROM cluster.lease), cluster._fence_floor())::text);

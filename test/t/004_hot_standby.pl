@@ -14,16 +14,23 @@ $primary->safe_psql('postgres', 'CREATE EXTENSION cluster');
 ok(defined poll_until($primary,
 		"SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
 	'the primary has a leader');
-# a few changes of leader, so that the fence is not 1
-for (1 .. 2)
+# Terminate the primary's leader twice: each time another leads with fence + 1.
+sub replace_leader_twice
 {
-	my ($pid, $fence) = leader($primary);
-	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-	ok(defined poll_until($primary,
-			"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence = $fence + 1",
-			'1'),
-		'leader replaced on the primary');
+	my ($what) = @_;
+	for (1 .. 2)
+	{
+		my ($pid, $fence) = leader($primary);
+		$primary->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+		ok(defined poll_until($primary,
+				"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence = $fence + 1",
+				'1'),
+			"leader replaced on the primary$what");
+	}
 }
+
+# a few changes of leader, so that the fence is not 1
+replace_leader_twice('');
 my $primary_fence = $primary->safe_psql('postgres',
 	"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'");
 
@@ -43,15 +50,7 @@ is($standby->safe_psql('postgres',
 # the primary goes on alone: fences the standby never receives (as with
 # asynchronous replication at a failover)
 $standby->stop;
-for (1 .. 2)
-{
-	my ($pid, $fence) = leader($primary);
-	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-	ok(defined poll_until($primary,
-			"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence = $fence + 1",
-			'1'),
-		'leader replaced on the primary, unreplicated');
-}
+replace_leader_twice(', unreplicated');
 my $lost_fence = $primary->safe_psql('postgres',
 	"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'");
 cmp_ok($lost_fence, '>', $primary_fence, 'the primary handed out fences the standby lacks');

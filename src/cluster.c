@@ -10,6 +10,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "allowlist.h"
 #include "cluster.h"
@@ -29,16 +30,31 @@ char	   *cluster_ca_file = NULL;
 char	   *cluster_worker_hosts = NULL;
 static char *cluster_fence_floor = NULL;
 
+/* cluster.database must be a list of names (quoted where need be). */
+static bool
+database_list_check(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(copy);
+	return ok;
+}
+
 static void
 define_settings(void)
 {
 	DefineCustomStringVariable("cluster.database",
-							   "Database the cluster extension lives in.",
-							   "The launcher and the engines connect to it.",
+							   "Databases the cluster engines may run in.",
+							   "A comma-separated list of database names; empty: every database where the extension is created.",
 							   &cluster_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   database_list_check, NULL, NULL);
 	DefineCustomIntVariable("cluster.max_engines",
 							"Maximum number of engines across all coordinators.",
 							"Each engine is a background worker: max_worker_processes must leave room for them.",

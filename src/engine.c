@@ -238,7 +238,9 @@ cluster_engine_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(cluster_database, NULL, 0);
+	/* the slot's database is set before the scheduler starts the engine */
+	BackgroundWorkerInitializeConnectionByOid(cluster_shared->engines[DatumGetInt32(arg)].database,
+											  InvalidOid, 0);
 	restricted_engine_init();
 	engine_attach(&engine, DatumGetInt32(arg));
 

@@ -1,12 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  Start, watch and restart the engines of every coordinator.
+ *	  Keep a scheduler running in every database with the extension.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -15,30 +22,36 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "cluster.h"
 #include "launcher.h"
-#include "restricted.h"
+#include "scheduler.h"
 #include "shmem.h"
-#include "xact.h"
 
 #define RESTART_MIN_MS 1000
 #define RESTART_MAX_MS 30000
 #define HEALTHY_AFTER_MS 30000
 
-/* What the launcher alone knows about each slot. */
-typedef struct SlotControl
+/* What the launcher knows of each database's scheduler. */
+typedef struct SchedulerControl
 {
+	Oid			database;
+	char		name[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
 	int			backoff_ms;
 	TimestampTz next_start;
-	bool		wanted;			/* seen in the last read of coordinators */
-} SlotControl;
+	TimestampTz started_at;
+	bool		idle;			/* no extension there: wait for a recheck */
+	uint64		recheck_seen;
+	bool		seen;			/* in the last list of databases */
+	bool		warned;			/* said once that no entry was free */
+} SchedulerControl;
 
-static SlotControl *control;
+static List *schedulers = NIL;
 
 void
 launcher_register(void)
@@ -55,182 +68,177 @@ launcher_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* Does cluster.database let the launcher serve this database? */
 static bool
-engine_start(int slotno)
+database_allowed(const char *name)
 {
-	EngineSlot *slot = &cluster_shared->engines[slotno];
-	BackgroundWorker worker = {0};
+	char	   *list;
+	List	   *names;
+	ListCell   *lc;
+	bool		allowed = false;
 
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "cluster");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "cluster_engine_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cluster engine %d of coordinator %s",
-			 slot->ordinal, slot->coordinator);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "cluster engine");
-	worker.bgw_main_arg = Int32GetDatum(slotno);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &control[slotno].handle))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start an engine for coordinator \"%s\"",
-						slot->coordinator),
-				 errhint("Raise max_worker_processes: it must leave room for the engines of every coordinator.")));
-		control[slotno].handle = NULL;
-		return false;
-	}
-	slot->started_at = GetCurrentTimestamp();
-	return true;
+	if (cluster_database == NULL || cluster_database[0] == '\0')
+		return true;
+	list = pstrdup(cluster_database);
+	if (!SplitIdentifierString(list, ',', &names))
+		return false;			/* checked when set; never here */
+	foreach(lc, names)
+		allowed |= (strcmp(lfirst(lc), name) == 0);
+	return allowed;
 }
 
-/* Find the slot of (coordinator, ordinal), or claim a free one. */
-static int
-slot_for(int32 coordinator_id, const char *name, int ordinal)
+static SchedulerControl *
+control_for(Oid database, const char *name)
 {
-	int			free_slot = -1;
+	ListCell   *lc;
+	SchedulerControl *c;
+	MemoryContext old;
 
-	for (int i = 0; i < cluster_shared->max_engines; i++)
+	foreach(lc, schedulers)
 	{
-		EngineSlot *slot = &cluster_shared->engines[i];
-
-		if (slot->in_use && slot->coordinator_id == coordinator_id &&
-			slot->ordinal == ordinal)
-			return i;
-		if (!slot->in_use && free_slot < 0)
-			free_slot = i;
+		c = lfirst(lc);
+		if (c->database == database)
+			return c;
 	}
-	if (free_slot < 0)
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no free engine slot for coordinator \"%s\"", name),
-				 errhint("Raise cluster.max_engines (currently %d).",
-						 cluster_max_engines)));
-		return -1;
-	}
-	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
-	memset(&cluster_shared->engines[free_slot], 0, sizeof(EngineSlot));
-	cluster_shared->engines[free_slot].in_use = true;
-	cluster_shared->engines[free_slot].coordinator_id = coordinator_id;
-	cluster_shared->engines[free_slot].ordinal = ordinal;
-	strlcpy(cluster_shared->engines[free_slot].coordinator, name, NAMEDATALEN);
-	LWLockRelease(cluster_shared->lock);
-	memset(&control[free_slot], 0, sizeof(SlotControl));
-	control[free_slot].next_start = GetCurrentTimestamp();
-	return free_slot;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	c = palloc0(sizeof(SchedulerControl));
+	c->database = database;
+	strlcpy(c->name, name, NAMEDATALEN);
+	c->next_start = GetCurrentTimestamp();
+	schedulers = lappend(schedulers, c);
+	MemoryContextSwitchTo(old);
+	return c;
 }
 
-/* Mark the slots every coordinator wants; false when the extension is absent. */
-static bool
-read_coordinators(void)
-{
-	bool		present;
-
-	for (int i = 0; i < cluster_shared->max_engines; i++)
-		control[i].wanted = false;
-
-	worker_xact_begin("cluster: reading coordinators");
-	spi_exec_checked("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'cluster'",
-					 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	present = (SPI_processed > 0);
-	if (present)
-	{
-		spi_exec_checked("SELECT id, name, standby_engines FROM cluster.coordinator ORDER BY id",
-						 0, NULL, NULL, NULL, SPI_OK_SELECT);
-		for (uint64 row = 0; row < SPI_processed; row++)
-		{
-			bool		isnull;
-			int32		id = DatumGetInt32(spi_getdatum(row, 1, &isnull));
-			char	   *name = TextDatumGetCString(spi_getdatum(row, 2, &isnull));
-			int32		standbys = DatumGetInt32(spi_getdatum(row, 3, &isnull));
-
-			for (int ordinal = 0; ordinal <= standbys; ordinal++)
-			{
-				int			slotno = slot_for(id, name, ordinal);
-
-				if (slotno >= 0)
-					control[slotno].wanted = true;
-			}
-		}
-	}
-	worker_xact_commit();
-	return present;
-}
-
-/* An engine that stopped without being asked to: schedule its restart. */
+/* Mark the databases the launcher serves now (as autovacuum lists them). */
 static void
-engine_exited(int slotno, TimestampTz now)
+read_databases(void)
 {
-	EngineSlot *slot = &cluster_shared->engines[slotno];
-	SlotControl *ctl = &control[slotno];
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	ListCell   *lc;
 
-	if (TimestampDifferenceExceeds(slot->started_at, now, HEALTHY_AFTER_MS) ||
-		ctl->backoff_ms == 0)
-		ctl->backoff_ms = RESTART_MIN_MS;
+	foreach(lc, schedulers)
+		((SchedulerControl *) lfirst(lc))->seen = false;
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn && !db->datistemplate &&
+			database_allowed(NameStr(db->datname)))
+			control_for(db->oid, NameStr(db->datname))->seen = true;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+}
+
+/* The scheduler stopped: idle without the extension, else a restart. */
+static void
+scheduler_exited(SchedulerControl *c, TimestampTz now, uint64 recheck)
+{
+	DbState    *db = shmem_db(c->database, false);
+
+	c->handle = NULL;
+	if (db && db->no_extension)
+	{
+		c->idle = true;
+		c->recheck_seen = recheck;
+		c->backoff_ms = 0;
+		return;
+	}
+	if (TimestampDifferenceExceeds(c->started_at, now, HEALTHY_AFTER_MS) || c->backoff_ms == 0)
+		c->backoff_ms = RESTART_MIN_MS;
 	else
-		ctl->backoff_ms = Min(ctl->backoff_ms * 2, RESTART_MAX_MS);
-	ctl->next_start = TimestampTzPlusMilliseconds(now, ctl->backoff_ms);
-	ctl->handle = NULL;
-
-	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
-	slot->restarts++;
-	LWLockRelease(cluster_shared->lock);
+		c->backoff_ms = Min(c->backoff_ms * 2, RESTART_MAX_MS);
+	c->next_start = TimestampTzPlusMilliseconds(now, c->backoff_ms);
 	ereport(LOG,
-			(errmsg("cluster engine %d of coordinator \"%s\" exited; restarting it in %d ms",
-					slot->ordinal, slot->coordinator, ctl->backoff_ms)));
-	shmem_wake_coordinator(slot->coordinator_id);
+			(errmsg("cluster scheduler of database \"%s\" exited; restarting it in %d ms",
+					c->name, c->backoff_ms)));
 }
 
 static void
-slot_release(int slotno)
+scheduler_launch(SchedulerControl *c, TimestampTz now)
 {
-	if (control[slotno].handle)
-		TerminateBackgroundWorker(control[slotno].handle);
-	control[slotno].handle = NULL;
-	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
-	cluster_shared->engines[slotno].in_use = false;
-	LWLockRelease(cluster_shared->lock);
+	DbState    *db = shmem_db(c->database, true);
+
+	if (db == NULL)
+	{
+		if (!c->warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("cluster serves at most %d databases; database \"%s\" is left out",
+							CLUSTER_MAX_DATABASES, c->name),
+					 errhint("Name the databases with the extension in cluster.database.")));
+		c->warned = true;
+		c->next_start = TimestampTzPlusMilliseconds(now, cluster_poll_interval);
+		return;
+	}
+	db->no_extension = false;
+	c->started_at = now;
+	if (!scheduler_start(c->database, c->name, &c->handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the cluster scheduler of database \"%s\"", c->name),
+				 errhint("Raise max_worker_processes: it must leave room for the launcher, a scheduler per database with the extension, and the engines.")));
+		c->handle = NULL;
+		c->next_start = TimestampTzPlusMilliseconds(now, cluster_poll_interval);
+	}
 }
 
-/* Bring the engines in line with the coordinators; returns ms to sleep. */
+/* Bring the schedulers in line with the databases; returns ms to sleep. */
 static long
 launcher_reconcile(void)
 {
-	TimestampTz now;
+	uint64		recheck = pg_atomic_read_u64(&cluster_shared->recheck);
 	long		timeout = cluster_poll_interval;
+	TimestampTz now;
+	ListCell   *lc;
 
-	read_coordinators();
+	read_databases();
 	now = GetCurrentTimestamp();
-	for (int i = 0; i < cluster_shared->max_engines; i++)
+	foreach(lc, schedulers)
 	{
-		SlotControl *ctl = &control[i];
+		SchedulerControl *c = lfirst(lc);
 		pid_t		pid;
 
-		if (!cluster_shared->engines[i].in_use)
-			continue;
-		if (!ctl->wanted)
+		if (!c->seen)
 		{
-			slot_release(i);
+			/* dropped, or no longer named in cluster.database */
+			if (c->handle && GetBackgroundWorkerPid(c->handle, &pid) != BGWH_STOPPED)
+			{
+				TerminateBackgroundWorker(c->handle);
+				continue;		/* forgotten once it has stopped */
+			}
+			shmem_db_release(c->database);
+			schedulers = foreach_delete_current(schedulers, lc);
+			pfree(c);
 			continue;
 		}
-		if (ctl->handle &&
-			GetBackgroundWorkerPid(ctl->handle, &pid) == BGWH_STOPPED)
-			engine_exited(i, now);
-		if (ctl->handle == NULL && ctl->next_start <= now && !engine_start(i))
-			ctl->next_start = TimestampTzPlusMilliseconds(now, cluster_poll_interval);
-		if (ctl->handle == NULL)
-			timeout = Min(timeout,
-						  TimestampDifferenceMilliseconds(now, ctl->next_start));
+		if (c->handle && GetBackgroundWorkerPid(c->handle, &pid) == BGWH_STOPPED)
+			scheduler_exited(c, now, recheck);
+		if (c->handle)
+			continue;
+		if (c->idle && c->recheck_seen == recheck)
+			continue;
+		c->idle = false;
+		if (c->next_start <= now)
+			scheduler_launch(c, now);
+		if (c->handle == NULL)
+			timeout = Min(timeout, TimestampDifferenceMilliseconds(now, c->next_start));
 	}
 	return timeout;
 }
 
 /*
- * Engines left by a previous launcher can't be watched (their handles died
- * with it): stop them, so that every engine has a known state.
+ * Schedulers left by a previous launcher can't be watched: stop them (the
+ * new ones stop the engines they left in turn).
  */
 static void
 launcher_adopt(void)
@@ -238,14 +246,9 @@ launcher_adopt(void)
 	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
 	cluster_shared->launcher_pid = MyProcPid;
 	cluster_shared->launcher_latch = MyLatch;
-	for (int i = 0; i < cluster_shared->max_engines; i++)
-	{
-		EngineSlot *slot = &cluster_shared->engines[i];
-
-		if (slot->in_use && slot->pid != 0)
-			kill(slot->pid, SIGTERM);
-		slot->in_use = false;
-	}
+	for (int i = 0; i < CLUSTER_MAX_DATABASES; i++)
+		if (cluster_shared->dbs[i].scheduler_pid != 0)
+			kill(cluster_shared->dbs[i].scheduler_pid, SIGTERM);
 	LWLockRelease(cluster_shared->lock);
 }
 
@@ -264,12 +267,9 @@ cluster_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(cluster_database, NULL, 0);
-	restricted_engine_init();
+	/* no database: it reads only pg_database, a shared catalog */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("cluster launcher");
-
-	control = MemoryContextAllocZero(TopMemoryContext,
-									 sizeof(SlotControl) * cluster_shared->max_engines);
 	launcher_adopt();
 	on_shmem_exit(launcher_detach, (Datum) 0);
 

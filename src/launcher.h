@@ -1,14 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.h
- *	  The launcher: the one static background worker that starts, watches
- *	  and restarts the engines.
+ *	  The launcher: the one static background worker, connected to no
+ *	  database, that keeps a scheduler running in every database that has
+ *	  the extension.
  *
- * For each coordinator it keeps 1 + standby_engines engines running.  It
- * rereads the coordinators when woken (a commit that changed them sets its
- * latch, an engine's exit is reported by the postmaster) and at
- * cluster.poll_interval.  An engine that exits unplanned is restarted after
- * 1 s, doubling to 30 s; the delay is reset once an engine stayed up 30 s.
+ * It lists the databases (pg_database: those that allow connections and
+ * are not templates, and that cluster.database names, when it names any)
+ * at cluster.poll_interval and when woken, and starts a scheduler in each
+ * (scheduler.h).  A scheduler that finds no extension exits and is started
+ * again only after a CREATE EXTENSION somewhere (shmem_wake_launcher), so a
+ * database without the extension costs one short-lived process when the
+ * launcher first sees it, and nothing after.  A scheduler that fails is
+ * restarted after 1 s, doubling to 30 s.  Databases created later are
+ * found at the next poll, dropped ones are forgotten, and a database named
+ * in cluster.database that doesn't exist is skipped quietly.
  *
  *-------------------------------------------------------------------------
  */

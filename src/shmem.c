@@ -50,8 +50,7 @@ shmem_startup(void)
 		memset(cluster_shared, 0, shmem_size());
 		cluster_shared->lock = &(GetNamedLWLockTranche("cluster"))->lock;
 		cluster_shared->max_engines = cluster_max_engines;
-		pg_atomic_init_u64(&cluster_shared->config_generation, 1);
-		pg_atomic_init_u64(&cluster_shared->publications, 1);
+		pg_atomic_init_u64(&cluster_shared->recheck, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -66,6 +65,53 @@ shmem_install_hooks(void)
 }
 
 /*
+ * The entry of a database; with "claim", a free one is taken for it (NULL
+ * when all are taken).  Entries stay while the database exists, so that
+ * its counters only grow across restarts of its scheduler.
+ */
+DbState *
+shmem_db(Oid database, bool claim)
+{
+	DbState    *free_entry = NULL;
+
+	LWLockAcquire(cluster_shared->lock, claim ? LW_EXCLUSIVE : LW_SHARED);
+	for (int i = 0; i < CLUSTER_MAX_DATABASES; i++)
+	{
+		DbState    *db = &cluster_shared->dbs[i];
+
+		if (db->database == database)
+		{
+			LWLockRelease(cluster_shared->lock);
+			return db;
+		}
+		if (db->database == InvalidOid && free_entry == NULL)
+			free_entry = db;
+	}
+	if (claim && free_entry)
+	{
+		memset(free_entry, 0, sizeof(DbState));
+		free_entry->database = database;
+		pg_atomic_init_u64(&free_entry->config_generation, 1);
+		pg_atomic_init_u64(&free_entry->publications, 1);
+	}
+	else
+		free_entry = NULL;
+	LWLockRelease(cluster_shared->lock);
+	return free_entry;
+}
+
+/* The database was dropped: its entry is free again. */
+void
+shmem_db_release(Oid database)
+{
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < CLUSTER_MAX_DATABASES; i++)
+		if (cluster_shared->dbs[i].database == database)
+			cluster_shared->dbs[i].database = InvalidOid;
+	LWLockRelease(cluster_shared->lock);
+}
+
+/*
  * Set the latch of every running engine of a coordinator, so that a standby
  * contends for the lease at once instead of at its next timeout.
  */
@@ -77,18 +123,31 @@ shmem_wake_coordinator(int32 coordinator_id)
 	{
 		EngineSlot *slot = &cluster_shared->engines[i];
 
-		if (slot->in_use && slot->coordinator_id == coordinator_id &&
+		if (slot->in_use && slot->database == MyDatabaseId &&
+			slot->coordinator_id == coordinator_id &&
 			slot->pid != 0 && slot->pid != MyProcPid && slot->latch)
 			SetLatch(slot->latch);
 	}
 	LWLockRelease(cluster_shared->lock);
 }
 
+/*
+ * Coordinators of this database changed: its scheduler looks again; where
+ * none runs (the extension was just created), the launcher starts one.
+ */
 void
 shmem_wake_launcher(void)
 {
-	Latch	   *latch = cluster_shared->launcher_latch;
+	DbState    *db = shmem_db(MyDatabaseId, false);
+	Latch	   *latch = db ? db->scheduler_latch : NULL;
 
+	if (latch)
+	{
+		SetLatch(latch);
+		return;
+	}
+	pg_atomic_fetch_add_u64(&cluster_shared->recheck, 1);
+	latch = cluster_shared->launcher_latch;
 	if (latch)
 		SetLatch(latch);
 }
@@ -101,36 +160,49 @@ shmem_wake_leaders(void)
 	{
 		EngineSlot *slot = &cluster_shared->engines[i];
 
-		if (slot->in_use && slot->role == ENGINE_LEADER && slot->latch)
+		if (slot->in_use && slot->database == MyDatabaseId &&
+			slot->role == ENGINE_LEADER && slot->latch)
 			SetLatch(slot->latch);
 	}
 	LWLockRelease(cluster_shared->lock);
 }
 
-/* New events are committed: count it, then wake the leaders. */
+/* New events are committed in this database: count it, wake its leaders. */
 void
 shmem_published(void)
 {
-	pg_atomic_fetch_add_u64(&cluster_shared->publications, 1);
+	DbState    *db = shmem_db(MyDatabaseId, false);
+
+	if (db == NULL)
+		return;					/* no scheduler yet: nobody to tell */
+	pg_atomic_fetch_add_u64(&db->publications, 1);
 	shmem_wake_leaders();
 }
 
 uint64
 shmem_publications(void)
 {
-	return pg_atomic_read_u64(&cluster_shared->publications);
+	DbState    *db = shmem_db(MyDatabaseId, false);
+
+	return db ? pg_atomic_read_u64(&db->publications) : 0;
 }
 
 uint64
 shmem_config_generation(void)
 {
-	return pg_atomic_read_u64(&cluster_shared->config_generation);
+	DbState    *db = shmem_db(MyDatabaseId, false);
+
+	return db ? pg_atomic_read_u64(&db->config_generation) : 0;
 }
 
 void
 shmem_config_changed(void)
 {
-	pg_atomic_fetch_add_u64(&cluster_shared->config_generation, 1);
+	DbState    *db = shmem_db(MyDatabaseId, false);
+
+	if (db == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&db->config_generation, 1);
 	shmem_published();
 }
 
@@ -144,7 +216,7 @@ shmem_handler_report(int32 handler_id, int in_flight)
 	{
 		HandlerStat *stat = &cluster_shared->handlers[i];
 
-		if (stat->handler_id == handler_id)
+		if (stat->handler_id == handler_id && stat->database == MyDatabaseId)
 		{
 			free_stat = stat;
 			break;
@@ -155,6 +227,7 @@ shmem_handler_report(int32 handler_id, int in_flight)
 	if (free_stat)
 	{
 		free_stat->handler_id = handler_id;
+		free_stat->database = MyDatabaseId;
 		free_stat->leader_pid = MyProcPid;
 		free_stat->in_flight = in_flight;
 	}
@@ -181,7 +254,7 @@ worker_stat_slot(const char *id)
 	{
 		WorkerStat *stat = &cluster_shared->workers[i];
 
-		if (strcmp(stat->worker_id, id) == 0)
+		if (strcmp(stat->worker_id, id) == 0 && stat->database == MyDatabaseId)
 			return stat;
 		if (stat->worker_id[0] == '\0' && free_stat == NULL)
 			free_stat = stat;
@@ -213,6 +286,7 @@ shmem_worker_report(WorkerStat *stats, int n)
 			break;
 		*stat = stats[i];
 		stat->leader_pid = MyProcPid;
+		stat->database = MyDatabaseId;
 	}
 	LWLockRelease(cluster_shared->lock);
 }

@@ -3,11 +3,14 @@
  * shmem.h
  *	  The live state of the launcher and the engines, in shared memory.
  *
- * The launcher owns the engine slots: it assigns one to each (coordinator,
- * ordinal) pair and frees it when the coordinator is dropped.  An engine
- * writes only its own slot.  Readers (the SQL views, wakers) take the lock
- * in shared mode.  Nothing here is durable: the tables are the truth, this
- * is what the processes are doing right now.
+ * The launcher claims a database entry for every database it starts a
+ * scheduler in; that database's scheduler owns its engine slots: it assigns
+ * one to each (coordinator, ordinal) pair and frees it when the coordinator
+ * is dropped.  An engine writes only its own slot.  Everything is tagged
+ * with its database: wakers reach only their own database's processes, and
+ * the SQL views show only their own database's state.  Readers take the
+ * lock in shared mode.  Nothing here is durable: the tables are the truth,
+ * this is what the processes are doing right now.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +33,7 @@ typedef enum EngineRole
 typedef struct EngineSlot
 {
 	bool		in_use;
+	Oid			database;
 	int32		coordinator_id;
 	char		coordinator[NAMEDATALEN];
 	int32		ordinal;		/* 0 .. standby_engines */
@@ -47,6 +51,7 @@ typedef struct EngineSlot
 typedef struct HandlerStat
 {
 	int32		handler_id;		/* 0: free */
+	Oid			database;
 	pid_t		leader_pid;
 	int32		in_flight;		/* read and not yet done */
 } HandlerStat;
@@ -57,6 +62,7 @@ typedef struct HandlerStat
 typedef struct WorkerStat
 {
 	char		worker_id[65];	/* "": free */
+	Oid			database;
 	pid_t		leader_pid;
 	bool		connected;
 	int32		in_flight;
@@ -71,11 +77,24 @@ typedef struct WorkerStat
 
 #define CLUSTER_WORKER_STATS 1024
 
+/* A database the launcher serves. */
+#define CLUSTER_MAX_DATABASES 256
+
+typedef struct DbState
+{
+	Oid			database;		/* InvalidOid: free */
+	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
+	pg_atomic_uint64 publications;	/* bumped at commit of inserts into event tables */
+	pid_t		scheduler_pid;
+	Latch	   *scheduler_latch;
+	bool		no_extension;	/* its scheduler found no extension and left */
+} DbState;
+
 typedef struct ClusterShared
 {
 	LWLock	   *lock;
-	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
-	pg_atomic_uint64 publications;	/* bumped at commit of inserts into event tables */
+	pg_atomic_uint64 recheck;	/* bumped by CREATE EXTENSION where no scheduler runs */
+	DbState		dbs[CLUSTER_MAX_DATABASES];
 	HandlerStat handlers[CLUSTER_HANDLER_STATS];
 	WorkerStat	workers[CLUSTER_WORKER_STATS];
 	pid_t		launcher_pid;
@@ -87,6 +106,8 @@ typedef struct ClusterShared
 extern ClusterShared *cluster_shared;
 
 extern void shmem_install_hooks(void);
+extern DbState *shmem_db(Oid database, bool claim);
+extern void shmem_db_release(Oid database);
 extern void shmem_wake_coordinator(int32 coordinator_id);
 extern void shmem_wake_launcher(void);
 extern void shmem_wake_leaders(void);

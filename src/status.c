@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -43,7 +45,7 @@ cluster_engine_status(PG_FUNCTION_ARGS)
 		bool		nulls[ENGINE_STATUS_COLS] = {0};
 		bool		leader = (slot->role == ENGINE_LEADER);
 
-		if (!slot->in_use)
+		if (!slot->in_use || slot->database != MyDatabaseId)
 			continue;
 		values[0] = Int32GetDatum(slot->pid);
 		nulls[0] = (slot->pid == 0);
@@ -78,7 +80,7 @@ cluster_handler_status(PG_FUNCTION_ARGS)
 		Datum		values[3];
 		bool		nulls[3] = {0};
 
-		if (stat->handler_id == 0)
+		if (stat->handler_id == 0 || stat->database != MyDatabaseId)
 			continue;
 		values[0] = Int32GetDatum(stat->handler_id);
 		values[1] = Int32GetDatum(stat->in_flight);
@@ -105,7 +107,7 @@ cluster_worker_status(PG_FUNCTION_ARGS)
 		bool		nulls[WORKER_STATUS_COLS] = {0};
 		int			col = 0;
 
-		if (stat->worker_id[0] == '\0')
+		if (stat->worker_id[0] == '\0' || stat->database != MyDatabaseId)
 			continue;
 		values[col++] = CStringGetTextDatum(stat->worker_id);
 		values[col++] = BoolGetDatum(stat->connected);

@@ -23,8 +23,8 @@ is($fence, 1, 'first leader has fence 1');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(backend_type, ',' ORDER BY backend_type) FROM pg_stat_activity "
 		  . "WHERE backend_type LIKE 'cluster %'"),
-	'cluster engine,cluster engine,cluster launcher',
-	'launcher and engines are recognisable in pg_stat_activity');
+	'cluster engine,cluster engine,cluster launcher,cluster scheduler',
+	'launcher, scheduler and engines are recognisable in pg_stat_activity');
 is($node->safe_psql('postgres',
 		"SELECT leader_pid || ' ' || fence FROM cluster.coordinators WHERE name = 'default'"),
 	"$pid 1", 'cluster.coordinators says who leads');

@@ -1,0 +1,91 @@
+# Every database where the extension is created gets its engines: the
+# launcher (connected to no database) keeps a scheduler in each.  Views
+# show only their own database; a database without the extension costs no
+# running process; CREATE and DROP EXTENSION later are followed;
+# cluster.database restricts the databases, and one it names that doesn't
+# exist is skipped quietly.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ClusterTest;
+
+my $node = cluster_node('databases', conf => "cluster.database = ''\ncluster.poll_interval = '1s'\n");
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE a; CREATE DATABASE b; CREATE DATABASE c');
+
+sub poll_db
+{
+	my ($db, $query, $expected, $timeout) = @_;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
+	my $start = time;
+	while (time - $start < $timeout)
+	{
+		return 1 if $node->safe_psql($db, $query) eq $expected;
+		select(undef, undef, undef, 0.05);
+	}
+	return undef;
+}
+
+sub schedulers_in
+{
+	my ($db) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = '$db'");
+}
+
+for my $db ('a', 'b')
+{
+	$node->safe_psql($db, q{
+		CREATE EXTENSION cluster;
+		CREATE TABLE seen (n int);
+		CREATE FUNCTION note(batch jsonb) RETURNS void LANGUAGE sql AS
+			$$ INSERT INTO seen SELECT (e -> 'payload' ->> 'n')::int FROM jsonb_array_elements(batch) e $$;
+		SELECT cluster.create_pump('orders');
+		SELECT cluster.create_handler('orders', 'orders', 'note(jsonb)');
+	});
+	ok(poll_db($db, "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+		"database $db: a leader");
+}
+for my $db ('a', 'b')
+{
+	$node->safe_psql($db, "SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(1, 20) i");
+	ok(poll_db($db, 'SELECT count(*) FROM seen', '20'), "database $db: its events are handled");
+	is($node->safe_psql($db, "SELECT count(*) FROM cluster.engines"), '2',
+		"database $db: cluster.engines shows its own two engines only");
+	is($node->safe_psql($db, "SELECT string_agg(name, ',') FROM cluster.handlers WHERE in_flight = 0"), 'orders',
+		"database $db: cluster.handlers shows its own handler");
+}
+my $a_leader = $node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'");
+
+ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname IN ('c', 'postgres')", '0'),
+	'databases without the extension have no scheduler or engine running');
+unlike(slurp_file($node->logfile), qr/FATAL/, 'and nothing failed');
+
+# created later: followed at commit
+$node->safe_psql('c', 'CREATE EXTENSION cluster');
+ok(poll_db('c', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+	'CREATE EXTENSION in a third database: it gets a leader');
+
+# dropped: its engines and scheduler go, the others stay
+$node->safe_psql('b', 'DROP EXTENSION cluster');
+ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'b'", '0'),
+	'DROP EXTENSION: that database\'s scheduler and engines stop');
+$node->safe_psql('postgres', 'DROP DATABASE b');
+pass('and the database can be dropped');
+
+# restricted: a database cluster.database names that doesn't exist is skipped
+$node->safe_psql('postgres', "ALTER SYSTEM SET cluster.database = 'a, nosuchdb'");
+$node->reload;
+ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'c'", '0'),
+	'cluster.database = \'a, nosuchdb\': the engines of c stop');
+is($node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'"), $a_leader,
+	'database a: the same engine leads with the same fence throughout');
+$node->safe_psql('a', "SELECT cluster.publish('orders', '{\"n\": 21}')");
+ok(poll_db('a', 'SELECT count(*) FROM seen', '21'), 'database a: events still flow');
+unlike(slurp_file($node->logfile), qr/FATAL:  (?!terminating background worker)|database "nosuchdb" does not exist/,
+	'the missing database costs no error (the only FATALs are the workers stopped on purpose)');
+
+$node->stop;
+done_testing();

@@ -7,10 +7,13 @@
  * CASCADE the drop is refused, naming the pump or handler; with it, a pump
  * goes with its handlers and a handler loses its function (it keeps its
  * workers and cursor), each with a NOTICE.  Called by cluster._on_sql_drop()
- * as the extension's owner, inside the sql_drop event trigger.
+ * as the extension's owner, inside the sql_drop event trigger: a refusal
+ * is returned (message, detail, hint) for it to raise, so that the error
+ * reads as PostgreSQL's own, without a PL/pgSQL context.
  */
-CREATE FUNCTION cluster._protect_dropped(cascade boolean)
-RETURNS void LANGUAGE plpgsql VOLATILE
+CREATE FUNCTION cluster._protect_dropped(cascade boolean,
+	OUT message text, OUT detail text, OUT hint text)
+RETURNS SETOF record LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -27,11 +30,11 @@ BEGIN
 									   p.key_column, p.headers_column, p.created_at_column))
 	LOOP
 		IF NOT cascade THEN
-			RAISE EXCEPTION 'cannot drop % % because other objects depend on it',
-				r.object_type, r.object_identity
-				USING ERRCODE = 'dependent_objects_still_exist',
-					  DETAIL = format('cluster pump "%s" reads it.', r.name),
-					  HINT = 'Drop the pump first with cluster.drop_pump(), or use DROP ... CASCADE to drop the pump and its handlers too.';
+			RETURN QUERY SELECT format('cannot drop %s %s because other objects depend on it',
+									   r.object_type, r.object_identity),
+								format('cluster pump "%s" reads it.', r.name),
+								'Drop the pump first with cluster.drop_pump(), or use DROP ... CASCADE to drop the pump and its handlers too.';
+			RETURN;
 		END IF;
 		RAISE NOTICE 'drop cascades to cluster pump "%" and its % handler(s)', r.name, r.handlers;
 		DELETE FROM cluster.handler WHERE pump_id = r.id;
@@ -45,11 +48,11 @@ BEGIN
 		 WHERE d.classid = 'pg_catalog.pg_proc'::regclass
 	LOOP
 		IF NOT cascade THEN
-			RAISE EXCEPTION 'cannot drop function % because other objects depend on it',
-				r.object_identity
-				USING ERRCODE = 'dependent_objects_still_exist',
-					  DETAIL = format('cluster handler "%s" calls it.', r.name),
-					  HINT = 'Give the handler another function with cluster.alter_handler() first, or use DROP ... CASCADE to leave the handler without one.';
+			RETURN QUERY SELECT format('cannot drop function %s because other objects depend on it',
+									   r.object_identity),
+								format('cluster handler "%s" calls it.', r.name),
+								'Give the handler another function with cluster.alter_handler() first, or use DROP ... CASCADE to leave the handler without one.';
+			RETURN;
 		END IF;
 		RAISE NOTICE 'cluster handler "%" no longer has a function', r.name
 			USING DETAIL = 'Its workers still get its events; without a connected worker, its events wait.';

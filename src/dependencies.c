@@ -70,18 +70,36 @@ role_array(List *roles)
 										   TYPALIGN_INT));
 }
 
-/* Run one of the extension's functions as the bootstrap superuser. */
-static void
+/*
+ * Run one of the extension's functions as the bootstrap superuser; the
+ * first row it returns, as strings in the caller's memory, or NULL.
+ */
+static char **
 run_as_extension(const char *sql, int nargs, Oid *types, Datum *values)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Restricted	r;
+	char	  **row = NULL;
 
 	restricted_become_definer(&r, BOOTSTRAP_SUPERUSERID);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	spi_exec_checked(sql, nargs, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		int			natts = SPI_tuptable->tupdesc->natts;
+
+		row = MemoryContextAlloc(cxt, sizeof(char *) * natts);
+		for (int i = 0; i < natts; i++)
+		{
+			char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
+
+			row[i] = value ? MemoryContextStrdup(cxt, value) : NULL;
+		}
+	}
 	SPI_finish();
 	restricted_exit(&r);
+	return row;
 }
 
 /*
@@ -94,13 +112,21 @@ cluster_on_sql_drop(PG_FUNCTION_ARGS)
 	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
 	Oid			types[1] = {BOOLOID};
 	Datum		values[1];
+	char	  **refusal;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "cluster_on_sql_drop: not fired by an event trigger");
 	if (!extension_here())
 		PG_RETURN_VOID();
 	values[0] = BoolGetDatum(cascades(trigdata->parsetree));
-	run_as_extension("SELECT cluster._protect_dropped($1)", 1, types, values);
+	refusal = run_as_extension("SELECT message, detail, hint FROM cluster._protect_dropped($1)",
+							   1, types, values);
+	if (refusal)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("%s", refusal[0]),
+				 errdetail("%s", refusal[1]),
+				 errhint("%s", refusal[2])));
 	PG_RETURN_VOID();
 }
 
@@ -169,22 +195,9 @@ role_in_use(Oid role)
 {
 	Oid			types[1] = {REGROLEOID};
 	Datum		values[1] = {ObjectIdGetDatum(role)};
-	MemoryContext cxt = CurrentMemoryContext;
-	Restricted	r;
-	char	   *use = NULL;
-	bool		isnull;
-	Datum		d;
+	char	  **row = run_as_extension("SELECT cluster._role_in_use($1)", 1, types, values);
 
-	restricted_become_definer(&r, BOOTSTRAP_SUPERUSERID);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_exec_checked("SELECT cluster._role_in_use($1)", 1, types, values, NULL, SPI_OK_SELECT);
-	d = spi_getdatum(0, 1, &isnull);
-	if (!isnull)
-		use = MemoryContextStrdup(cxt, TextDatumGetCString(d));
-	SPI_finish();
-	restricted_exit(&r);
-	return use;
+	return row ? row[0] : NULL;
 }
 
 /*

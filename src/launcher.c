@@ -46,7 +46,7 @@ typedef struct SchedulerControl
 	TimestampTz next_start;
 	TimestampTz started_at;
 	bool		idle;			/* no extension there: wait for a recheck */
-	uint64		recheck_seen;
+	uint64		recheck_seen;	/* cluster_shared->recheck when last launched */
 	bool		seen;			/* in the last list of databases */
 	bool		warned;			/* said once that no entry was free */
 } SchedulerControl;
@@ -138,9 +138,14 @@ read_databases(void)
 	CommitTransactionCommand();
 }
 
-/* The scheduler stopped: idle without the extension, else a restart. */
+/*
+ * The scheduler stopped: idle without the extension, else a restart.  An
+ * idle one is launched again once "recheck" moved past its value at the
+ * last launch: a CREATE EXTENSION that committed while that scheduler was
+ * still looking is not missed.
+ */
 static void
-scheduler_exited(SchedulerControl *c, TimestampTz now, uint64 recheck)
+scheduler_exited(SchedulerControl *c, TimestampTz now)
 {
 	DbState    *db = shmem_db(c->database, false);
 
@@ -148,7 +153,6 @@ scheduler_exited(SchedulerControl *c, TimestampTz now, uint64 recheck)
 	if (db && db->no_extension)
 	{
 		c->idle = true;
-		c->recheck_seen = recheck;
 		c->backoff_ms = 0;
 		return;
 	}
@@ -163,7 +167,7 @@ scheduler_exited(SchedulerControl *c, TimestampTz now, uint64 recheck)
 }
 
 static void
-scheduler_launch(SchedulerControl *c, TimestampTz now)
+scheduler_launch(SchedulerControl *c, TimestampTz now, uint64 recheck)
 {
 	DbState    *db = shmem_db(c->database, true);
 
@@ -181,6 +185,7 @@ scheduler_launch(SchedulerControl *c, TimestampTz now)
 	}
 	db->no_extension = false;
 	c->started_at = now;
+	c->recheck_seen = recheck;
 	if (!scheduler_start(c->database, c->name, &c->handle))
 	{
 		ereport(WARNING,
@@ -222,14 +227,14 @@ launcher_reconcile(void)
 			continue;
 		}
 		if (c->handle && GetBackgroundWorkerPid(c->handle, &pid) == BGWH_STOPPED)
-			scheduler_exited(c, now, recheck);
+			scheduler_exited(c, now);
 		if (c->handle)
 			continue;
 		if (c->idle && c->recheck_seen == recheck)
 			continue;
 		c->idle = false;
 		if (c->next_start <= now)
-			scheduler_launch(c, now);
+			scheduler_launch(c, now, recheck);
 		if (c->handle == NULL)
 			timeout = Min(timeout, TimestampDifferenceMilliseconds(now, c->next_start));
 	}

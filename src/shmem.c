@@ -132,8 +132,9 @@ shmem_wake_coordinator(int32 coordinator_id)
 }
 
 /*
- * Coordinators of this database changed: its scheduler looks again; where
- * none runs (the extension was just created), the launcher starts one.
+ * Coordinators of this database changed: its scheduler looks again, and
+ * the launcher starts one where none runs (the extension was just created,
+ * perhaps while the last scheduler was deciding there was none).
  */
 void
 shmem_wake_launcher(void)
@@ -142,10 +143,7 @@ shmem_wake_launcher(void)
 	Latch	   *latch = db ? db->scheduler_latch : NULL;
 
 	if (latch)
-	{
 		SetLatch(latch);
-		return;
-	}
 	pg_atomic_fetch_add_u64(&cluster_shared->recheck, 1);
 	latch = cluster_shared->launcher_latch;
 	if (latch)

@@ -100,6 +100,20 @@ shmem_db(Oid database, bool claim)
 	return free_entry;
 }
 
+/*
+ * This process's database entry, found once: an entry stays while its
+ * database exists, and a database with connections can't be dropped.
+ */
+static DbState *
+my_db(void)
+{
+	static DbState *entry = NULL;
+
+	if (entry == NULL || entry->database != MyDatabaseId)
+		entry = shmem_db(MyDatabaseId, false);
+	return entry;
+}
+
 /* The database was dropped: its entry is free again. */
 void
 shmem_db_release(Oid database)
@@ -139,7 +153,7 @@ shmem_wake_coordinator(int32 coordinator_id)
 void
 shmem_wake_launcher(void)
 {
-	DbState    *db = shmem_db(MyDatabaseId, false);
+	DbState    *db = my_db();
 	Latch	   *latch = db ? db->scheduler_latch : NULL;
 
 	if (latch)
@@ -169,7 +183,7 @@ shmem_wake_leaders(void)
 void
 shmem_published(void)
 {
-	DbState    *db = shmem_db(MyDatabaseId, false);
+	DbState    *db = my_db();
 
 	if (db == NULL)
 		return;					/* no scheduler yet: nobody to tell */
@@ -180,7 +194,7 @@ shmem_published(void)
 uint64
 shmem_publications(void)
 {
-	DbState    *db = shmem_db(MyDatabaseId, false);
+	DbState    *db = my_db();
 
 	return db ? pg_atomic_read_u64(&db->publications) : 0;
 }
@@ -188,7 +202,7 @@ shmem_publications(void)
 uint64
 shmem_config_generation(void)
 {
-	DbState    *db = shmem_db(MyDatabaseId, false);
+	DbState    *db = my_db();
 
 	return db ? pg_atomic_read_u64(&db->config_generation) : 0;
 }
@@ -196,7 +210,7 @@ shmem_config_generation(void)
 void
 shmem_config_changed(void)
 {
-	DbState    *db = shmem_db(MyDatabaseId, false);
+	DbState    *db = my_db();
 
 	if (db == NULL)
 		return;

@@ -53,7 +53,7 @@ sub all_acked
 {
 	my ($what, $max_dup) = @_;
 	ok(defined poll_until($node,
-			"SELECT bool_and(lag_events = 0) FROM cluster.handlers", 't', 120),
+			"SELECT bool_and(lag_events = 0 AND in_flight = 0) FROM cluster.handlers", 't', 120),
 		"$what: both handlers passed every event");
 	my @committed = split /\n/, $node->safe_psql('postgres',
 		"SELECT id FROM cluster.events WHERE stream = 'orders' ORDER BY id");

@@ -7,6 +7,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -242,6 +243,26 @@ handler_check_rights(HandlerRun *h)
 				 errhint("The pump's owner can allow it with cluster.grant_pump().")));
 }
 
+/*
+ * A cursor's txid is below every transaction id this cluster will still
+ * hand out.  One at or above the next is from another cluster's xid space
+ * (a restore from pg_dump elsewhere): new events would sort before it and
+ * be skipped, so the handler stops, visibly, instead.
+ */
+static void
+check_cursor(HandlerRun *h, EventPos cursor)
+{
+	uint64		next = U64FromFullTransactionId(ReadNextFullTransactionId());
+
+	if (cursor.txid >= next)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the cursor of %s is ahead of this server's transaction ids", h->what),
+				 errdetail("Its txid is " UINT64_FORMAT "; the next transaction id is " UINT64_FORMAT ".",
+						   cursor.txid, next),
+				 errhint("The handler was probably restored from another cluster. Move its cursor with cluster.reset_handler().")));
+}
+
 void
 handler_load(HandlerRun *h)
 {
@@ -268,6 +289,7 @@ handler_load(HandlerRun *h)
 	h->epoch = DatumGetInt32(spi_getdatum(0, 1, &isnull));
 	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 2, &isnull)));
 	cursor.id = DatumGetInt64(spi_getdatum(0, 3, &isnull));
+	check_cursor(h, cursor);
 	tracker_reset(h->tracker, cursor);
 	load_restore(h, spi_getdatum(0, 4, &isnull), spi_getdatum(0, 5, &isnull),
 				 spi_getdatum(0, 6, &isnull));

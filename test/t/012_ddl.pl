@@ -170,6 +170,23 @@ $node->safe_psql('postgres', 'DROP ROLE bob');
 pass('and bob could be dropped');
 steady_flows('after the role changes');
 
+# a cursor from another cluster's transaction ids (a restore elsewhere):
+# that handler stops with why, instead of skipping new events
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION noop(batch jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+	SELECT cluster.create_handler('restored', 'steady', 'noop(jsonb)');
+	UPDATE cluster.handler SET state = jsonb_set(state, '{cursor}', '["99999999999", "0"]'), epoch = epoch + 1
+	 WHERE name = 'restored';
+});
+ok(defined poll_until($node,
+		"SELECT last_error LIKE '%is ahead of this server''s transaction ids%' FROM cluster.handlers WHERE name = 'restored'", 't'),
+	'a cursor ahead of the server\'s transaction ids: last_error says so');
+steady_flows('while a handler\'s cursor is from elsewhere');
+$node->safe_psql('postgres', "SELECT cluster.reset_handler('restored', 'end')");
+steady_flows('after the reset');
+ok(defined poll_until($node, "SELECT last_error IS NULL FROM cluster.handlers WHERE name = 'restored'", 't'),
+	'reset, it handles events again and last_error clears');
+
 is(join(' ', leader($node)), "$pid $fence", 'the same engine leads with the same fence');
 unlike(slurp_file($node->logfile), qr/terminated by signal|exited with exit code [1-9]/,
 	'no engine exited');

@@ -6,7 +6,7 @@
  *
  * Started by the launcher with its shared-memory slot number as argument.
  * It exits on SIGTERM (within a wait), when its coordinator is dropped, or
- * with an error, after which the launcher restarts it with backoff.
+ * with an error, after which its database's scheduler restarts it with backoff.
  *
  *-------------------------------------------------------------------------
  */

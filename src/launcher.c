@@ -27,14 +27,11 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "backoff.h"
 #include "cluster.h"
 #include "launcher.h"
 #include "scheduler.h"
 #include "shmem.h"
-
-#define RESTART_MIN_MS 1000
-#define RESTART_MAX_MS 30000
-#define HEALTHY_AFTER_MS 30000
 
 /* What the launcher knows of each database's scheduler. */
 typedef struct SchedulerControl
@@ -156,10 +153,7 @@ scheduler_exited(SchedulerControl *c, TimestampTz now)
 		c->backoff_ms = 0;
 		return;
 	}
-	if (TimestampDifferenceExceeds(c->started_at, now, HEALTHY_AFTER_MS) || c->backoff_ms == 0)
-		c->backoff_ms = RESTART_MIN_MS;
-	else
-		c->backoff_ms = Min(c->backoff_ms * 2, RESTART_MAX_MS);
+	c->backoff_ms = backoff_restart(c->backoff_ms, c->started_at, now);
 	c->next_start = TimestampTzPlusMilliseconds(now, c->backoff_ms);
 	ereport(LOG,
 			(errmsg("cluster scheduler of database \"%s\" exited; restarting it in %d ms",

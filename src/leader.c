@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "backoff.h"
 #include "cluster.h"
 #include "delivery.h"
 #include "executor.h"
@@ -72,7 +73,7 @@ round_wait(Turn *turn, bool caught_up)
 		wait = Min(wait, due);
 	if (caught_up && pump_blocked(h->pump, h->tracker->read_pos))
 	{
-		turn->blocked_ms = Min(Max(turn->blocked_ms * 2, BLOCKED_MIN_MS), BLOCKED_MAX_MS);
+		turn->blocked_ms = backoff_next(turn->blocked_ms, BLOCKED_MIN_MS, BLOCKED_MAX_MS);
 		wait = Min(wait, turn->blocked_ms);
 	}
 	else
@@ -169,7 +170,7 @@ handler_failed(Turn *turn, MemoryContext cxt)
 	ereport(WARNING,
 			(errmsg("cluster handler \"%s\" failed: %s", turn->h->name, edata->message)));
 	turn->needs_load = true;
-	turn->error_backoff_ms = Min(Max(turn->error_backoff_ms * 2, ERROR_MIN_MS), ERROR_MAX_MS);
+	turn->error_backoff_ms = backoff_next(turn->error_backoff_ms, ERROR_MIN_MS, ERROR_MAX_MS);
 	turn->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), turn->error_backoff_ms);
 
 	worker_xact_begin("cluster: recording a handler error");

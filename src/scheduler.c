@@ -19,15 +19,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "backoff.h"
 #include "cluster.h"
 #include "restricted.h"
 #include "scheduler.h"
 #include "shmem.h"
 #include "xact.h"
-
-#define RESTART_MIN_MS 1000
-#define RESTART_MAX_MS 30000
-#define HEALTHY_AFTER_MS 30000
 
 /* What the scheduler alone knows about each of its database's slots. */
 typedef struct SlotControl
@@ -175,11 +172,7 @@ engine_exited(int slotno, TimestampTz now)
 	EngineSlot *slot = &cluster_shared->engines[slotno];
 	SlotControl *ctl = &control[slotno];
 
-	if (TimestampDifferenceExceeds(slot->started_at, now, HEALTHY_AFTER_MS) ||
-		ctl->backoff_ms == 0)
-		ctl->backoff_ms = RESTART_MIN_MS;
-	else
-		ctl->backoff_ms = Min(ctl->backoff_ms * 2, RESTART_MAX_MS);
+	ctl->backoff_ms = backoff_restart(ctl->backoff_ms, slot->started_at, now);
 	ctl->next_start = TimestampTzPlusMilliseconds(now, ctl->backoff_ms);
 	ctl->handle = NULL;
 

@@ -12,6 +12,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "backoff.h"
 #include "tracker.h"
 
 #define RETRY_MIN_MS 1000
@@ -256,7 +257,7 @@ bool
 tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 			   int max_attempts, TimestampTz now)
 {
-	int			backoff = RETRY_MIN_MS;
+	int			backoff = 0;
 
 	ev->selected = false;
 	ev->attempts++;
@@ -265,9 +266,9 @@ tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 	ev->last_error = MemoryContextStrdup(t->cxt, error ? error : "");
 	if (ev->attempts >= max_attempts)
 		return true;
-	for (int i = 1; i < ev->attempts && backoff < RETRY_MAX_MS; i++)
-		backoff *= 2;
-	ev->not_before = TimestampTzPlusMilliseconds(now, Min(backoff, RETRY_MAX_MS));
+	for (int i = 0; i < ev->attempts && backoff < RETRY_MAX_MS; i++)
+		backoff = backoff_next(backoff, RETRY_MIN_MS, RETRY_MAX_MS);
+	ev->not_before = TimestampTzPlusMilliseconds(now, backoff);
 	return false;
 }
 

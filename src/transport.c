@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "backoff.h"
 #include "transport.h"
 
 #define DIAL_MIN_MS 1000
@@ -64,7 +65,7 @@ conn_lost(WorkerConn *c, const char *why)
 	c->connected = false;
 	c->wsi = NULL;
 	c->rx_len = 0;
-	c->backoff_ms = c->backoff_ms ? Min(c->backoff_ms * 2, DIAL_MAX_MS) : DIAL_MIN_MS;
+	c->backoff_ms = backoff_next(c->backoff_ms, DIAL_MIN_MS, DIAL_MAX_MS);
 	c->next_dial = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c->backoff_ms);
 	while (c->out_head)
 	{

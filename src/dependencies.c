@@ -23,6 +23,7 @@
 
 #include "dependencies.h"
 #include "restricted.h"
+#include "shmem.h"
 #include "xact.h"
 
 PG_FUNCTION_INFO_V1(cluster_on_sql_drop);
@@ -230,6 +231,23 @@ check_drop_role(DropRoleStmt *stmt)
 	}
 }
 
+/*
+ * DROP DATABASE refuses while other sessions are connected, and waits up
+ * to 5 s for them to go: the database's scheduler and engines leave first,
+ * and are kept away for a while (DROP_HOLD_MS).  Only for a role that may
+ * drop the database; the command's own checks decide the rest.
+ */
+#define DROP_HOLD_MS 10000
+
+static void
+leave_database(DropdbStmt *stmt)
+{
+	Oid			database = get_database_oid(stmt->dbname, true);
+
+	if (OidIsValid(database) && pg_database_ownercheck(database, GetUserId()))
+		shmem_db_hold(database, DROP_HOLD_MS);
+}
+
 static void
 process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				ProcessUtilityContext context, ParamListInfo params,
@@ -241,6 +259,8 @@ process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		check_drop_role((DropRoleStmt *) stmt);
 	else if (IsA(stmt, DropOwnedStmt))
 		drop_owned((DropOwnedStmt *) stmt);
+	else if (IsA(stmt, DropdbStmt))
+		leave_database((DropdbStmt *) stmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
 							 queryEnv, dest, qc);

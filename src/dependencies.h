@@ -12,7 +12,9 @@
  * handler loses its function.  Role commands fire no event trigger:
  * dependencies_install() hooks ProcessUtility to refuse DROP ROLE of a role
  * that this database's pumps, handlers, workers or grants still name, and
- * to carry REASSIGN OWNED and DROP OWNED over to them.  DROP EXTENSION
+ * to carry REASSIGN OWNED and DROP OWNED over to them; before DROP
+ * DATABASE, the database's scheduler and engines leave so that the drop
+ * doesn't find them connected.  DROP EXTENSION
  * first drops the wake triggers on user tables (which would stop it) and
  * keeps the highest fence, so that fences never go back
  * (cluster_on_drop_extension).  The decisions are SQL functions of the extension

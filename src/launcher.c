@@ -205,6 +205,7 @@ launcher_reconcile(void)
 	foreach(lc, schedulers)
 	{
 		SchedulerControl *c = lfirst(lc);
+		DbState    *held;
 		pid_t		pid;
 
 		if (!c->seen)
@@ -227,6 +228,9 @@ launcher_reconcile(void)
 		if (c->idle && c->recheck_seen == recheck)
 			continue;
 		c->idle = false;
+		held = shmem_db(c->database, false);
+		if (held && held->hold_until > c->next_start)
+			c->next_start = held->hold_until;	/* DROP DATABASE may be running */
 		if (c->next_start <= now)
 			scheduler_launch(c, now, recheck);
 		if (c->handle == NULL)

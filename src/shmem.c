@@ -10,6 +10,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 
 #include "cluster.h"
 #include "shmem.h"
@@ -112,6 +113,28 @@ my_db(void)
 	if (entry == NULL || entry->database != MyDatabaseId)
 		entry = shmem_db(MyDatabaseId, false);
 	return entry;
+}
+
+/*
+ * DROP DATABASE is about to run: stop the database's scheduler (its engines
+ * go with it) and keep the launcher from starting it again for "ms", so
+ * that the drop finds no session of ours there.  Should the drop fail, the
+ * scheduler comes back once the hold ends.
+ */
+void
+shmem_db_hold(Oid database, int ms)
+{
+	DbState    *db = shmem_db(database, false);
+	pid_t		pid = 0;
+
+	if (db == NULL)
+		return;
+	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
+	db->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	pid = db->scheduler_pid;
+	LWLockRelease(cluster_shared->lock);
+	if (pid != 0)
+		kill(pid, SIGTERM);
 }
 
 /* The database was dropped: its entry is free again. */

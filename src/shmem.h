@@ -88,6 +88,7 @@ typedef struct DbState
 	pid_t		scheduler_pid;
 	Latch	   *scheduler_latch;
 	bool		no_extension;	/* its scheduler found no extension and left */
+	TimestampTz hold_until;		/* DROP DATABASE asked for it to stay away */
 } DbState;
 
 typedef struct ClusterShared
@@ -108,6 +109,7 @@ extern ClusterShared *cluster_shared;
 extern void shmem_install_hooks(void);
 extern DbState *shmem_db(Oid database, bool claim);
 extern void shmem_db_release(Oid database);
+extern void shmem_db_hold(Oid database, int ms);
 extern void shmem_wake_coordinator(int32 coordinator_id);
 extern void shmem_wake_launcher(void);
 extern void shmem_wake_leaders(void);

@@ -75,6 +75,14 @@ ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type
 $node->safe_psql('postgres', 'DROP DATABASE b');
 pass('and the database can be dropped');
 
+# DROP DATABASE of a database whose engines run: they make way, no FORCE needed
+$node->safe_psql('postgres', 'CREATE DATABASE d');
+$node->safe_psql('d', 'CREATE EXTENSION cluster');
+ok(poll_db('d', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'), 'database d: a leader');
+$node->safe_psql('postgres', 'DROP DATABASE d');
+pass('DROP DATABASE of a database with running engines works');
+is(schedulers_in('d'), '0', 'and nothing of ours is left there');
+
 # restricted: a database cluster.database names that doesn't exist is skipped
 $node->safe_psql('postgres', "ALTER SYSTEM SET cluster.database = 'a, nosuchdb'");
 $node->reload;

@@ -36,7 +36,7 @@ database_list_check(char **newval, void **extra, GucSource source)
 {
 	char	   *copy = pstrdup(*newval);
 	List	   *names;
-	bool		ok = SplitIdentifierString(copy, ',', &names);
+	bool		ok = SplitGUCList(copy, ',', &names);
 
 	if (!ok)
 		GUC_check_errdetail("List syntax is invalid.");

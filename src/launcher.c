@@ -77,7 +77,7 @@ database_allowed(const char *name)
 	if (cluster_database == NULL || cluster_database[0] == '\0')
 		return true;
 	list = pstrdup(cluster_database);
-	if (!SplitIdentifierString(list, ',', &names))
+	if (!SplitGUCList(list, ',', &names))
 		return false;			/* checked when set; never here */
 	foreach(lc, names)
 		allowed |= (strcmp(lfirst(lc), name) == 0);

@@ -83,15 +83,22 @@ $node->safe_psql('postgres', 'DROP DATABASE d');
 pass('DROP DATABASE of a database with running engines works');
 is(schedulers_in('d'), '0', 'and nothing of ours is left there');
 
-# restricted: a database cluster.database names that doesn't exist is skipped
-$node->safe_psql('postgres', "ALTER SYSTEM SET cluster.database = 'a, nosuchdb'");
+# restricted: a database cluster.database names that doesn't exist is skipped;
+# names are taken as written (no case folding)
+$node->safe_psql('postgres', 'CREATE DATABASE "Mixed"');
+$node->safe_psql('Mixed', 'CREATE EXTENSION cluster');
+ok(poll_db('Mixed', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+	'database "Mixed": a leader');
+$node->safe_psql('postgres', "ALTER SYSTEM SET cluster.database = 'a, nosuchdb, Mixed'");
 $node->reload;
 ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'c'", '0'),
-	'cluster.database = \'a, nosuchdb\': the engines of c stop');
+	'cluster.database = \'a, nosuchdb, Mixed\': the engines of c stop');
 is($node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'"), $a_leader,
 	'database a: the same engine leads with the same fence throughout');
 $node->safe_psql('a', "SELECT cluster.publish('orders', '{\"n\": 21}')");
 ok(poll_db('a', 'SELECT count(*) FROM seen', '21'), 'database a: events still flow');
+is($node->safe_psql('Mixed', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'"), '1',
+	'database "Mixed", named as written, keeps its leader');
 unlike(slurp_file($node->logfile), qr/FATAL:  (?!terminating background worker)|database "nosuchdb" does not exist/,
 	'the missing database costs no error (the only FATALs are the workers stopped on purpose)');
 

@@ -16,6 +16,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -36,6 +38,21 @@ static bool
 extension_here(void)
 {
 	return IsTransactionState() && OidIsValid(get_extension_oid("cluster", true));
+}
+
+/*
+ * Are the functions the role-command hooks call installed?  Not in a
+ * database still at version 0.1 (the library is updated first, the SQL by
+ * ALTER EXTENSION UPDATE): there the role commands run as before.
+ */
+static bool
+role_functions_here(void)
+{
+	Oid			argtypes[1] = {REGROLEOID};
+
+	return extension_here() &&
+		OidIsValid(LookupFuncName(list_make2(makeString("cluster"), makeString("_role_in_use")),
+								  1, argtypes, true));
 }
 
 /* Did the statement say CASCADE? */
@@ -143,7 +160,7 @@ drop_owned(DropOwnedStmt *stmt)
 	Datum		values[2];
 	ListCell   *lc;
 
-	if (!extension_here())
+	if (!role_functions_here())
 		return;
 	foreach(lc, stmt->roles)
 		if (!has_privs_of_role(GetUserId(), get_rolespec_oid(lfirst(lc), false)))
@@ -160,7 +177,7 @@ reassign_owned(ReassignOwnedStmt *stmt)
 	Oid			types[2] = {REGROLEARRAYOID, REGROLEOID};
 	Datum		values[2];
 
-	if (!extension_here())
+	if (!role_functions_here())
 		return;
 	values[0] = role_array(stmt->roles);
 	values[1] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
@@ -212,7 +229,7 @@ check_drop_role(DropRoleStmt *stmt)
 {
 	ListCell   *lc;
 
-	if (!extension_here())
+	if (!role_functions_here())
 		return;
 	foreach(lc, stmt->roles)
 	{

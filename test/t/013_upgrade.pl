@@ -43,6 +43,16 @@ ok(defined poll_until($node, "SELECT processed || '/' || dead_letters FROM clust
 my $state = $node->safe_psql('postgres', "SELECT cluster.handler_state('counter')");
 my $cursor = $node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name = 'counter'");
 
+# the new library beside the old SQL (before ALTER EXTENSION UPDATE): role
+# commands work as before
+$node->safe_psql('postgres', q{
+	CREATE ROLE carol;
+	REASSIGN OWNED BY carol TO CURRENT_USER;
+	DROP OWNED BY carol;
+	DROP ROLE carol;
+});
+pass('0.1 with the new library: REASSIGN OWNED, DROP OWNED and DROP ROLE work');
+
 $node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.2',
 	'updated to 0.2');

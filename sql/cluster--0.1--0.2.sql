@@ -230,14 +230,26 @@ BEGIN
 END
 $$;
 
--- a cursor past every id of its transaction (after reset_handler(..., 'end')) reads "txid/*"
+/*
+ * Events after a handler's cursor not done yet, counted against the same
+ * version of the handler's row (src/caller.c).  The 0.1 view subtracted
+ * the done list it read itself from a count taken with a later snapshot,
+ * and could show 0 while events were still in flight.
+ */
+CREATE FUNCTION cluster._handler_lag(handler_id int, OUT events bigint, OUT seconds double precision)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'cluster_handler_lag';
+REVOKE ALL ON FUNCTION cluster._handler_lag(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster._handler_lag(int) TO cluster_worker;
+
+-- a cursor past every id of its transaction (after reset_handler(..., 'end')) reads "txid/*";
+-- lag_events counts what is not done, against one version of the handler's row
 CREATE OR REPLACE VIEW cluster.handlers AS
 SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
 	   (h.state #>> '{cursor,0}') || '/' ||
 	   CASE h.state #>> '{cursor,1}' WHEN '9223372036854775807' THEN '*'
 			ELSE h.state #>> '{cursor,1}' END AS cursor,
-	   CASE WHEN lag.events IS NOT NULL
-			THEN greatest(lag.events - jsonb_array_length(h.state -> 'done'), 0) END AS lag_events,
+	   lag.events AS lag_events,
 	   lag.seconds AS lag_seconds,
 	   coalesce(s.in_flight, 0) AS in_flight,
 	   (SELECT count(*) FROM jsonb_object_keys(h.state -> 'retry'))::int AS retrying,
@@ -249,7 +261,7 @@ SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
   FROM cluster.handler h
   JOIN cluster.pump p ON p.id = h.pump_id
   LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id,
-  LATERAL cluster._lag(h.id) lag;
+  LATERAL cluster._handler_lag(h.id) lag;
 COMMENT ON VIEW cluster.handlers IS
 'every handler: cursor (txid/id; txid/* after every event of that transaction), how far behind it is, what is in flight or retrying, dead letters, the last error';
 

@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(cluster_for_caller);
 PG_FUNCTION_INFO_V1(cluster_lag);
+PG_FUNCTION_INFO_V1(cluster_handler_lag);
 PG_FUNCTION_INFO_V1(cluster_position_before);
 
 /*
@@ -127,10 +128,16 @@ cluster_for_caller(PG_FUNCTION_ARGS)
 #define Anum_hp_owner		2
 #define Anum_hp_txid		3
 #define Anum_hp_id			4
+#define Anum_hp_done		5
 
-/* A handler's pump, owner and cursor; false when there is no such handler. */
+/*
+ * A handler's pump, owner, cursor and the number of done events above the
+ * cursor (read from the same row version); false when there is no such
+ * handler.
+ */
 static bool
-handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor)
+handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
+				 int64 *done)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(handler_id)};
@@ -140,7 +147,8 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor)
 
 	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
 					 "(h.state #>> '{cursor,0}')::pg_catalog.xid8, "
-					 "(h.state #>> '{cursor,1}')::pg_catalog.int8 "
+					 "(h.state #>> '{cursor,1}')::pg_catalog.int8, "
+					 "pg_catalog.jsonb_array_length(h.state -> 'done') "
 					 "FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
@@ -150,6 +158,8 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor)
 	*owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_hp_owner, &isnull));
 	cursor->txid = U64FromFullTransactionId(DatumGetFullTransactionId(SPI_getbinval(tup, desc, Anum_hp_txid, &isnull)));
 	cursor->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_id, &isnull));
+	if (done)
+		*done = DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_done, &isnull));
 	*pump = pump_load(DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_pump_id, &isnull)),
 					  CurrentMemoryContext);
 	return true;
@@ -175,6 +185,7 @@ typedef struct LagCall
 {
 	int32		handler_id;
 	Oid			caller;
+	bool		undone;			/* count only events not done yet */
 	bool		known;			/* the caller may know, and the count worked */
 	int64		events;
 	double		seconds;
@@ -188,11 +199,15 @@ lag_call(void *arg)
 	Pump	   *pump;
 	Oid			handler_owner;
 	EventPos	cursor;
+	int64		done;
 
-	if (handler_position(call->handler_id, &pump, &handler_owner, &cursor) &&
+	if (handler_position(call->handler_id, &pump, &handler_owner, &cursor, &done) &&
 		may_see_source(call->caller, pump, handler_owner))
 	{
 		pump_lag(pump, cursor, &call->events, &call->seconds);
+		/* done is of the cursor's row version: never more than counted */
+		if (call->undone)
+			call->events = Max(call->events - done, 0);
 		call->known = true;
 	}
 }
@@ -200,12 +215,16 @@ lag_call(void *arg)
 #define LAG_COLS 2
 
 /*
- * cluster._lag(handler_id int, OUT events bigint, OUT seconds float8):
- * NULLs for a caller who may not know, or when the count fails (the
- * source gone or unreadable): the view over it never fails.
+ * cluster._lag(handler_id int, OUT events bigint, OUT seconds float8): the
+ * events after the handler's cursor (0.1); cluster._handler_lag(): those of
+ * them not done yet, counted against the same version of the handler's row
+ * (0.2: subtracting a done list read by the view's own snapshot could go
+ * below the truth while the leader moved on).  NULLs for a caller who may
+ * not know, or when the count fails (the source gone or unreadable): the
+ * view over it never fails.
  */
-Datum
-cluster_lag(PG_FUNCTION_ARGS)
+static Datum
+lag_result(FunctionCallInfo fcinfo, bool undone)
 {
 	TupleDesc	desc;
 	Datum		values[LAG_COLS] = {0};
@@ -217,6 +236,7 @@ cluster_lag(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	call.handler_id = PG_GETARG_INT32(0);
+	call.undone = undone;
 	call.caller = become_owner(fcinfo, &caller);
 	if (subxact_run(lag_call, &call, &error) && call.known)
 	{
@@ -230,6 +250,18 @@ cluster_lag(PG_FUNCTION_ARGS)
 	}
 	become_caller(&caller);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+Datum
+cluster_lag(PG_FUNCTION_ARGS)
+{
+	return lag_result(fcinfo, false);
+}
+
+Datum
+cluster_handler_lag(PG_FUNCTION_ARGS)
+{
+	return lag_result(fcinfo, true);
 }
 
 /*
@@ -248,7 +280,7 @@ cluster_position_before(PG_FUNCTION_ARGS)
 	char	   *json;
 
 	caller_id = become_owner(fcinfo, &caller);
-	if (!handler_position(PG_GETARG_INT32(0), &pump, &handler_owner, &pos))
+	if (!handler_position(PG_GETARG_INT32(0), &pump, &handler_owner, &pos, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("cluster handler with id %d does not exist", PG_GETARG_INT32(0))));

@@ -25,6 +25,7 @@
 
 extern Datum cluster_for_caller(PG_FUNCTION_ARGS);
 extern Datum cluster_lag(PG_FUNCTION_ARGS);
+extern Datum cluster_handler_lag(PG_FUNCTION_ARGS);
 extern Datum cluster_position_before(PG_FUNCTION_ARGS);
 
 #endif							/* CLUSTER_CALLER_H */

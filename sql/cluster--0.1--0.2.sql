@@ -89,6 +89,23 @@ BEGIN
 END
 $$;
 
+/* Drop the wake triggers (cluster_pump_<id>) that these pumps put on their outbox tables. */
+CREATE FUNCTION cluster._drop_wake_triggers(pump_ids int[])
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT t.tgname, p.source FROM cluster.pump p
+			   JOIN pg_trigger t ON t.tgrelid = p.source AND t.tgname = 'cluster_pump_' || p.id
+			  WHERE p.id = ANY (pump_ids)
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.source);
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION cluster._drop_owned(roles regrole[], cascade boolean)
 RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -111,12 +128,7 @@ BEGIN
 	END LOOP;
 	DELETE FROM cluster.handler WHERE owner = ANY (roles)
 		OR pump_id IN (SELECT id FROM cluster.pump WHERE owner = ANY (roles));
-	FOR r IN SELECT t.tgname, p.source FROM cluster.pump p
-			   JOIN pg_trigger t ON t.tgrelid = p.source AND t.tgname = 'cluster_pump_' || p.id
-			  WHERE p.owner = ANY (roles)
-	LOOP
-		EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.source);
-	END LOOP;
+	PERFORM cluster._drop_wake_triggers(ARRAY(SELECT id FROM cluster.pump WHERE owner = ANY (roles)));
 	DELETE FROM cluster.pump WHERE owner = ANY (roles);
 	DELETE FROM cluster.worker WHERE registered_by = ANY (roles);
 	DELETE FROM cluster.pump_grant WHERE grantee = ANY (roles) OR granted_by = ANY (roles);
@@ -353,8 +365,6 @@ CREATE FUNCTION cluster._before_drop()
 RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	r record;
 BEGIN
 	PERFORM pg_terminate_backend(a.pid, 5000)
 	   FROM pg_stat_activity a
@@ -363,11 +373,7 @@ BEGIN
 	/* engines the launcher starts again wait here until the drop is done */
 	LOCK TABLE cluster.coordinator, cluster.lease, cluster.pump, cluster.handler,
 		cluster.dead_letters, cluster.worker IN ACCESS EXCLUSIVE MODE;
-	FOR r IN SELECT t.tgname, p.source FROM cluster.pump p
-			   JOIN pg_trigger t ON t.tgrelid = p.source AND t.tgname = 'cluster_pump_' || p.id
-	LOOP
-		EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.source);
-	END LOOP;
+	PERFORM cluster._drop_wake_triggers(ARRAY(SELECT id FROM cluster.pump));
 	EXECUTE format('ALTER DATABASE %I SET cluster.fence_floor = %L', current_database(),
 				   greatest((SELECT max(fence) FROM cluster.lease), cluster._fence_floor())::text);
 END
@@ -381,5 +387,6 @@ CREATE EVENT TRIGGER cluster_drop_extension ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION')
 	EXECUTE FUNCTION cluster._on_drop_extension();
 
-REVOKE ALL ON FUNCTION cluster._timeline_floor(), cluster._fence_floor(), cluster._before_drop(),
+REVOKE ALL ON FUNCTION cluster._drop_wake_triggers(int[]), cluster._timeline_floor(),
+	cluster._fence_floor(), cluster._before_drop(),
 	cluster._on_drop_extension() FROM PUBLIC;

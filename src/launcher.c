@@ -65,23 +65,31 @@ launcher_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Does cluster.database let the launcher serve this database? */
-static bool
-database_allowed(const char *name)
+/*
+ * The databases cluster.database names, or NIL for every database (its
+ * syntax was checked when it was set).
+ */
+static List *
+allowed_databases(void)
 {
-	char	   *list;
-	List	   *names;
-	ListCell   *lc;
-	bool		allowed = false;
+	List	   *names = NIL;
 
-	if (cluster_database == NULL || cluster_database[0] == '\0')
+	if (cluster_database != NULL && cluster_database[0] != '\0')
+		(void) SplitGUCList(pstrdup(cluster_database), ',', &names);
+	return names;
+}
+
+static bool
+database_allowed(List *allowed, const char *name)
+{
+	ListCell   *lc;
+
+	if (allowed == NIL)
 		return true;
-	list = pstrdup(cluster_database);
-	if (!SplitGUCList(list, ',', &names))
-		return false;			/* checked when set; never here */
-	foreach(lc, names)
-		allowed |= (strcmp(lfirst(lc), name) == 0);
-	return allowed;
+	foreach(lc, allowed)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
 }
 
 static SchedulerControl *
@@ -115,11 +123,13 @@ read_databases(void)
 	TableScanDesc scan;
 	HeapTuple	tup;
 	ListCell   *lc;
+	List	   *allowed;
 
 	foreach(lc, schedulers)
 		((SchedulerControl *) lfirst(lc))->seen = false;
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
+	allowed = allowed_databases();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
@@ -127,7 +137,7 @@ read_databases(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (db->datallowconn && !db->datistemplate &&
-			database_allowed(NameStr(db->datname)))
+			database_allowed(allowed, NameStr(db->datname)))
 			control_for(db->oid, NameStr(db->datname))->seen = true;
 	}
 	table_endscan(scan);

@@ -11,7 +11,7 @@ use Time::HiRes qw(time usleep);
 use Exporter 'import';
 use IPC::Run;
 
-our @EXPORT = qw(cluster_node poll_until engines leader start_worker logged_ids);
+our @EXPORT = qw(cluster_node poll_until poll_until_in engines leader start_worker logged_ids);
 
 # A node with the extension preloaded and created in "postgres".
 sub cluster_node
@@ -28,16 +28,23 @@ EOC
 	return $node;
 }
 
-# Poll a query until it returns the expected value; returns the seconds it
-# took, or undef on timeout.
+# Poll a query in "postgres" until it returns the expected value; returns
+# the seconds it took, or undef on timeout.
 sub poll_until
 {
 	my ($node, $query, $expected, $timeout) = @_;
+	return poll_until_in($node, 'postgres', $query, $expected, $timeout);
+}
+
+# The same, in another database.
+sub poll_until_in
+{
+	my ($node, $db, $query, $expected, $timeout) = @_;
 	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
 	my $start = time;
 	while (time - $start < $timeout)
 	{
-		my $got = $node->safe_psql('postgres', $query);
+		my $got = $node->safe_psql($db, $query);
 		return time - $start if $got eq $expected;
 		usleep(20_000);
 	}

@@ -15,19 +15,6 @@ my $node = cluster_node('databases', conf => "cluster.database = ''\ncluster.pol
 $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE a; CREATE DATABASE b; CREATE DATABASE c');
 
-sub poll_db
-{
-	my ($db, $query, $expected, $timeout) = @_;
-	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
-	my $start = time;
-	while (time - $start < $timeout)
-	{
-		return 1 if $node->safe_psql($db, $query) eq $expected;
-		select(undef, undef, undef, 0.05);
-	}
-	return undef;
-}
-
 sub schedulers_in
 {
 	my ($db) = @_;
@@ -45,13 +32,13 @@ for my $db ('a', 'b')
 		SELECT cluster.create_pump('orders');
 		SELECT cluster.create_handler('orders', 'orders', 'note(jsonb)');
 	});
-	ok(poll_db($db, "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+	ok(defined poll_until_in($node, $db, "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
 		"database $db: a leader");
 }
 for my $db ('a', 'b')
 {
 	$node->safe_psql($db, "SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(1, 20) i");
-	ok(poll_db($db, 'SELECT count(*) FROM seen', '20'), "database $db: its events are handled");
+	ok(defined poll_until_in($node, $db, 'SELECT count(*) FROM seen', '20'), "database $db: its events are handled");
 	is($node->safe_psql($db, "SELECT count(*) FROM cluster.engines"), '2',
 		"database $db: cluster.engines shows its own two engines only");
 	is($node->safe_psql($db, "SELECT string_agg(name, ',') FROM cluster.handlers WHERE in_flight = 0"), 'orders',
@@ -59,18 +46,18 @@ for my $db ('a', 'b')
 }
 my $a_leader = $node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'");
 
-ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname IN ('c', 'postgres')", '0'),
+ok(defined poll_until_in($node, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname IN ('c', 'postgres')", '0'),
 	'databases without the extension have no scheduler or engine running');
 unlike(slurp_file($node->logfile), qr/FATAL/, 'and nothing failed');
 
 # created later: followed at commit
 $node->safe_psql('c', 'CREATE EXTENSION cluster');
-ok(poll_db('c', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+ok(defined poll_until_in($node, 'c', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
 	'CREATE EXTENSION in a third database: it gets a leader');
 
 # dropped: its engines and scheduler go, the others stay
 $node->safe_psql('b', 'DROP EXTENSION cluster');
-ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'b'", '0'),
+ok(defined poll_until_in($node, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'b'", '0'),
 	'DROP EXTENSION: that database\'s scheduler and engines stop');
 $node->safe_psql('postgres', 'DROP DATABASE b');
 pass('and the database can be dropped');
@@ -78,7 +65,7 @@ pass('and the database can be dropped');
 # DROP DATABASE of a database whose engines run: they make way, no FORCE needed
 $node->safe_psql('postgres', 'CREATE DATABASE d');
 $node->safe_psql('d', 'CREATE EXTENSION cluster');
-ok(poll_db('d', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'), 'database d: a leader');
+ok(defined poll_until_in($node, 'd', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'), 'database d: a leader');
 $node->safe_psql('postgres', 'DROP DATABASE d');
 pass('DROP DATABASE of a database with running engines works');
 is(schedulers_in('d'), '0', 'and nothing of ours is left there');
@@ -87,16 +74,16 @@ is(schedulers_in('d'), '0', 'and nothing of ours is left there');
 # names are taken as written (no case folding)
 $node->safe_psql('postgres', 'CREATE DATABASE "Mixed"');
 $node->safe_psql('Mixed', 'CREATE EXTENSION cluster');
-ok(poll_db('Mixed', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+ok(defined poll_until_in($node, 'Mixed', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
 	'database "Mixed": a leader');
 $node->safe_psql('postgres', "ALTER SYSTEM SET cluster.database = 'a, nosuchdb, Mixed'");
 $node->reload;
-ok(poll_db('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'c'", '0'),
+ok(defined poll_until_in($node, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('cluster scheduler', 'cluster engine') AND datname = 'c'", '0'),
 	'cluster.database = \'a, nosuchdb, Mixed\': the engines of c stop');
 is($node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'"), $a_leader,
 	'database a: the same engine leads with the same fence throughout');
 $node->safe_psql('a', "SELECT cluster.publish('orders', '{\"n\": 21}')");
-ok(poll_db('a', 'SELECT count(*) FROM seen', '21'), 'database a: events still flow');
+ok(defined poll_until_in($node, 'a', 'SELECT count(*) FROM seen', '21'), 'database a: events still flow');
 is($node->safe_psql('Mixed', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'"), '1',
 	'database "Mixed", named as written, keeps its leader');
 unlike(slurp_file($node->logfile), qr/FATAL:  (?!terminating background worker)|database "nosuchdb" does not exist/,

@@ -15,18 +15,6 @@ my $node = cluster_node('dump', conf => "cluster.database = ''\ncluster.poll_int
 $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE src; CREATE DATABASE dst');
 
-sub poll_db
-{
-	my ($db, $query, $expected) = @_;
-	my $start = time;
-	while (time - $start < $PostgreSQL::Test::Utils::timeout_default)
-	{
-		return 1 if $node->safe_psql($db, $query) eq $expected;
-		select(undef, undef, undef, 0.05);
-	}
-	return undef;
-}
-
 $node->safe_psql('src', q{
 	CREATE EXTENSION cluster;
 	CREATE TABLE seen (n int);
@@ -48,7 +36,7 @@ $node->safe_psql('src', q{
 	SELECT cluster.register_worker('h', 'ws://127.0.0.1:1/');
 	INSERT INTO outbox (payload) SELECT jsonb_build_object('n', i, 'fail', i = 3) FROM generate_series(1, 10) i;
 });
-ok(poll_db('src', "SELECT processed || '/' || dead_letters FROM cluster.handlers", '9/1'),
+ok(defined poll_until_in($node, 'src', "SELECT processed || '/' || dead_letters FROM cluster.handlers", '9/1'),
 	'source: nine handled, one dead-lettered');
 my $fence = $node->safe_psql('src', "SELECT max(fence) FROM cluster.leases");
 my $state = $node->safe_psql('src', "SELECT cluster.handler_state('h')");
@@ -57,7 +45,7 @@ my $dump = "$PostgreSQL::Test::Utils::tmp_check/src.dump";
 $node->command_ok(['pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('src')], 'pg_dump of the source');
 $node->command_ok(['pg_restore', '-d', $node->connstr('dst'), $dump], 'pg_restore into another database');
 
-ok(poll_db('dst', "SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
+ok(defined poll_until_in($node, 'dst', "SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
 	"the copy has its own leader, with a fence above the dumped $fence");
 is($node->safe_psql('dst', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
 	$node->safe_psql('src', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
@@ -66,15 +54,15 @@ is($node->safe_psql('dst', "SELECT cluster.handler_state('h')"), $state, 'the st
 is($node->safe_psql('dst', "SELECT count(*) FROM seen"), '9', 'nothing was handled again in the copy');
 
 $node->safe_psql('dst', "INSERT INTO outbox (payload) SELECT jsonb_build_object('n', i) FROM generate_series(11, 15) i");
-ok(poll_db('dst', "SELECT count(*) FROM seen", '14'), 'new events in the copy are handled there');
+ok(defined poll_until_in($node, 'dst', "SELECT count(*) FROM seen", '14'), 'new events in the copy are handled there');
 is($node->safe_psql('src', "SELECT count(*) FROM seen"), '9', 'and not in the source');
 $node->safe_psql('dst', "SELECT cluster.replay_dead_letters('h')");
-ok(poll_db('dst', "SELECT dead_letters FROM cluster.handlers", '1'),
+ok(defined poll_until_in($node, 'dst', "SELECT dead_letters FROM cluster.handlers", '1'),
 	'the restored dead letter replays (and fails again, as it must)');
 is($node->safe_psql('dst', "SELECT bool_or(connected) FROM cluster.workers"), 'f',
 	'the restored worker registration is not shown as connected');
 
 $node->safe_psql('src', "INSERT INTO outbox (payload) VALUES ('{\"n\": 99}')");
-ok(poll_db('src', "SELECT count(*) FROM seen WHERE n = 99", '1'), 'the source goes on');
+ok(defined poll_until_in($node, 'src', "SELECT count(*) FROM seen WHERE n = 99", '1'), 'the source goes on');
 $node->stop;
 done_testing();

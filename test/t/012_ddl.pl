@@ -155,6 +155,20 @@ $node->safe_psql('postgres', q{
 ($ret, $out, $err) = $node->psql('postgres', 'DROP ROLE alice');
 like($err, qr/ERROR:  role "alice" cannot be dropped because some objects depend on it\nDETAIL:  owner of cluster pump "alices" in database postgres/,
 	'DROP ROLE of a pump owner is refused, naming the pump');
+# a role without alice's privileges gains nothing through the role commands
+$node->safe_psql('postgres', 'CREATE ROLE mallory LOGIN; GRANT cluster_admin TO mallory');
+($ret, $out, $err) = $node->psql('postgres', 'SET ROLE mallory; DROP OWNED BY alice');
+like($err, qr/permission denied to drop objects/, 'mallory: DROP OWNED BY alice is refused');
+($ret, $out, $err) = $node->psql('postgres', 'SET ROLE mallory; REASSIGN OWNED BY alice TO mallory');
+like($err, qr/permission denied to reassign objects/, 'mallory: REASSIGN OWNED BY alice is refused');
+is($node->safe_psql('postgres',
+		"SELECT (SELECT owner FROM cluster.pumps WHERE name = 'alices') || ',' || (SELECT count(*) FROM cluster.grants WHERE object_name = 'alices')"),
+	'alice,1', 'alice\'s pump and grant are untouched');
+($ret, $out, $err) = $node->psql('postgres', 'SET ROLE mallory; DROP ROLE alice');
+like($err, qr/ERROR:  (role "alice" cannot be dropped|permission denied to drop role)/,
+	'mallory: DROP ROLE alice is refused');
+$node->safe_psql('postgres', 'DROP ROLE mallory');
+
 $node->safe_psql('postgres', 'REASSIGN OWNED BY alice TO bob');
 is($node->safe_psql('postgres',
 		"SELECT (SELECT owner FROM cluster.pumps WHERE name = 'alices') || ',' || (SELECT owner FROM cluster.handlers WHERE name = 'alices')"),

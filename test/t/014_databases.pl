@@ -62,6 +62,13 @@ ok(defined poll_until_in($node, 'postgres', "SELECT count(*) FROM pg_stat_activi
 $node->safe_psql('postgres', 'DROP DATABASE b');
 pass('and the database can be dropped');
 
+# DROP DATABASE by a role that doesn't own it: refused, and its engines stay
+$node->safe_psql('postgres', 'CREATE ROLE mallory LOGIN CREATEDB');
+my ($ret, $out, $err) = $node->psql('postgres', 'SET ROLE mallory; DROP DATABASE a');
+like($err, qr/must be owner of database a/, 'mallory: DROP DATABASE a is refused');
+is($node->safe_psql('a', "SELECT pid || ' ' || fence FROM cluster.engines WHERE role = 'leader'"), $a_leader,
+	'database a: its leader did not make way for it');
+
 # DROP DATABASE of a database whose engines run: they make way, no FORCE needed
 $node->safe_psql('postgres', 'CREATE DATABASE d');
 $node->safe_psql('d', 'CREATE EXTENSION cluster');

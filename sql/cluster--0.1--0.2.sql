@@ -309,6 +309,11 @@ AS $$
 	SELECT greatest((SELECT max(floor) FROM cluster.fence_floor), cluster._timeline_floor())
 $$;
 
+/*
+ * Taking a lease updates its row when there is one and inserts only when
+ * there is none: an insert for a key that has a row is a restore, merged by
+ * cluster._lease_merge().
+ */
 CREATE OR REPLACE FUNCTION cluster.acquire_lease(key text, holder text, ttl interval)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -320,38 +325,54 @@ BEGIN
 	PERFORM cluster._check_text('holder', $2, 512);
 	PERFORM cluster._check_interval('ttl', $3, interval '1 microsecond');
 
-	INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
-	VALUES ($1, $2, cluster._fence_floor() + 1, clock_timestamp(), clock_timestamp() + $3)
-	ON CONFLICT ON CONSTRAINT lease_pkey DO UPDATE
-		SET holder = excluded.holder,
-			fence = CASE WHEN l.holder IS DISTINCT FROM excluded.holder
-						 THEN greatest(l.fence + 1, excluded.fence) ELSE l.fence END,
-			acquired_at = CASE WHEN l.holder IS DISTINCT FROM excluded.holder
-							   THEN excluded.acquired_at ELSE l.acquired_at END,
-			expires_at = excluded.expires_at
-		WHERE l.holder = excluded.holder
-		   OR l.holder IS NULL
-		   OR l.expires_at <= clock_timestamp()
+	UPDATE cluster.lease AS l
+	   SET holder = $2,
+		   fence = CASE WHEN l.holder IS DISTINCT FROM $2
+						THEN greatest(l.fence + 1, cluster._fence_floor() + 1) ELSE l.fence END,
+		   acquired_at = CASE WHEN l.holder IS DISTINCT FROM $2
+							  THEN clock_timestamp() ELSE l.acquired_at END,
+		   expires_at = clock_timestamp() + $3
+	 WHERE l.key = $1
+	   AND (l.holder = $2 OR l.holder IS NULL OR l.expires_at <= clock_timestamp())
 	RETURNING l.fence INTO result;
+	IF NOT FOUND AND NOT EXISTS (SELECT FROM cluster.lease l WHERE l.key = $1) THEN
+		INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
+		VALUES ($1, $2, cluster._fence_floor() + 1, clock_timestamp(), clock_timestamp() + $3)
+		ON CONFLICT ON CONSTRAINT lease_pkey DO NOTHING
+		RETURNING l.fence INTO result;
+	END IF;
 	RETURN result;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION cluster._engine_take(coordinator_id int, holder text)
-RETURNS TABLE (fence bigint, ttl_ms int) LANGUAGE sql VOLATILE
+RETURNS TABLE (fence bigint, ttl_ms int) LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	WITH c AS (
-		SELECT 'coordinator/' || name AS key, lease_ttl, clock_timestamp() AS now
-		  FROM cluster.coordinator WHERE id = $1
-	)
-	INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
-	SELECT c.key, $2, cluster._fence_floor() + 1, c.now, c.now + c.lease_ttl FROM c
-	ON CONFLICT ON CONSTRAINT lease_pkey DO UPDATE
-		SET holder = excluded.holder, fence = greatest(l.fence + 1, excluded.fence),
-			acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
-	RETURNING l.fence,
-			  (extract(epoch FROM l.expires_at - l.acquired_at) * 1000)::int
+#variable_conflict use_column
+DECLARE
+	lease_key	text;
+	ttl			interval;
+BEGIN
+	SELECT 'coordinator/' || c.name, c.lease_ttl INTO lease_key, ttl
+	  FROM cluster.coordinator c WHERE c.id = $1;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	UPDATE cluster.lease AS l
+	   SET holder = $2, fence = greatest(l.fence + 1, cluster._fence_floor() + 1),
+		   acquired_at = clock_timestamp(), expires_at = clock_timestamp() + ttl
+	 WHERE l.key = lease_key
+	RETURNING l.fence, (extract(epoch FROM ttl) * 1000)::int;
+	IF NOT FOUND THEN
+		RETURN QUERY
+		INSERT INTO cluster.lease AS l (key, holder, fence, acquired_at, expires_at)
+		VALUES (lease_key, $2, cluster._fence_floor() + 1, clock_timestamp(), clock_timestamp() + ttl)
+		ON CONFLICT ON CONSTRAINT lease_pkey DO NOTHING
+		RETURNING l.fence, (extract(epoch FROM ttl) * 1000)::int;
+	END IF;
+END
 $$;
 
 /*
@@ -390,3 +411,103 @@ CREATE EVENT TRIGGER cluster_drop_extension ON ddl_command_start
 REVOKE ALL ON FUNCTION cluster._drop_wake_triggers(int[]), cluster._timeline_floor(),
 	cluster._fence_floor(), cluster._before_drop(),
 	cluster._on_drop_extension() FROM PUBLIC;
+
+-------------------------------------------------------------------------
+-- pg_dump and pg_restore by the database's owner
+-------------------------------------------------------------------------
+
+/*
+ * A lease row inserted for a key that has one comes from a restore (the
+ * functions that take leases insert only missing keys).  Fences only grow:
+ * the larger fence stays, and when the restored one is larger the current
+ * holding ends, so the next holder's fence is above both.
+ */
+CREATE FUNCTION cluster._lease_merge()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE cluster.lease AS l
+	   SET fence = NEW.fence, holder = NULL,
+		   expires_at = least(l.expires_at, clock_timestamp())
+	 WHERE l.key = NEW.key AND l.fence < NEW.fence;
+	IF FOUND OR EXISTS (SELECT FROM cluster.lease l WHERE l.key = NEW.key) THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cluster._lease_merge() IS
+'a restored lease whose key exists keeps the larger fence and ends the current holding (trigger)';
+CREATE TRIGGER merge BEFORE INSERT ON cluster.lease
+	FOR EACH ROW EXECUTE FUNCTION cluster._lease_merge();
+ALTER TABLE cluster.lease ADD CONSTRAINT lease_fence_range CHECK (fence BETWEEN 0 AND 4611686018427387904);
+
+/*
+ * Consent rows name a pump's or handler's owner as the one who consented:
+ * only a member of that owner may write them directly (as a restore does);
+ * cluster.grant_pump() and grant_worker() check the same.
+ */
+CREATE FUNCTION cluster._grant_guard()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owner		regrole;
+	object		text;
+BEGIN
+	IF TG_TABLE_NAME = 'pump_grant' THEN
+		SELECT p.owner, 'pump "' || p.name || '"' INTO owner, object
+		  FROM cluster.pump p WHERE p.id = NEW.pump_id;
+	ELSE
+		SELECT h.owner, 'handler "' || h.name || '"' INTO owner, object
+		  FROM cluster.handler h WHERE h.id = NEW.handler_id;
+	END IF;
+	IF owner IS NOT NULL AND NOT pg_has_role(current_user, owner, 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied to grant on cluster %', object
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Only members of %s, its owner, may.', owner);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cluster._grant_guard() IS
+'only members of a pump''s or handler''s owner may write its consent rows directly (trigger)';
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE ON cluster.pump_grant
+	FOR EACH ROW EXECUTE FUNCTION cluster._grant_guard();
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE ON cluster.worker_grant
+	FOR EACH ROW EXECUTE FUNCTION cluster._grant_guard();
+
+/* create_coordinator's limits, for rows written directly */
+ALTER TABLE cluster.coordinator
+	ADD CONSTRAINT coordinator_standby_engines CHECK (standby_engines BETWEEN 0 AND 16),
+	ADD CONSTRAINT coordinator_lease_ttl CHECK (lease_ttl >= interval '1 second'),
+	ADD CONSTRAINT coordinator_name CHECK (octet_length(name) BETWEEN 1 AND 63);
+
+/*
+ * Worker registrations are live connections, and they hold secrets: they
+ * are not part of a dump.  Workers register again with the restored
+ * database (cluster-worker does at start).  Leaving and rejoining the
+ * extension is how a table stops being dumped as configuration.
+ */
+ALTER EXTENSION cluster DROP TABLE cluster.worker;
+ALTER EXTENSION cluster ADD TABLE cluster.worker;
+
+/*
+ * The database's owner may dump what the extension keeps in its database:
+ * the rows cluster_admin reads (dead letters only of handlers whose owner
+ * it is a member of: pg_dump --enable-row-security).  Restoring writes
+ * rows: pumps, handlers and dead letters as their owner (row-level
+ * security, so pg_dump --inserts), consent rows as a member of the owner
+ * (cluster._grant_guard), coordinators as a cluster_admin.
+ */
+GRANT SELECT ON cluster.lease, cluster.instance, cluster.kv, cluster.coordinator,
+	cluster.events, cluster.pump, cluster.handler, cluster.dead_letters,
+	cluster.pump_grant, cluster.worker_grant TO pg_database_owner;
+GRANT SELECT, UPDATE ON SEQUENCE cluster.coordinator_id_seq, cluster.events_id_seq,
+	cluster.pump_id_seq, cluster.handler_id_seq, cluster.dead_letters_id_seq TO pg_database_owner;
+GRANT INSERT ON cluster.lease, cluster.instance, cluster.kv, cluster.events,
+	cluster.dead_letters, cluster.pump_grant, cluster.worker_grant TO pg_database_owner;
+GRANT INSERT ON cluster.coordinator TO cluster_admin;
+
+REVOKE ALL ON FUNCTION cluster._lease_merge(), cluster._grant_guard() FROM PUBLIC;

@@ -26,6 +26,21 @@ SELECT cluster.acquire_lease('jobs', 'a', '1 minute');
 -- a holder re-acquiring its own expired lease keeps its fence
 UPDATE cluster.lease SET expires_at = clock_timestamp() - interval '1 s' WHERE key = 'jobs';
 SELECT cluster.acquire_lease('jobs', 'a', '1 minute');
+-- a restored row for a key that has one (pg_restore into a database that
+-- already runs): a lower fence changes nothing; a higher one ends the
+-- holding, and the next holder's fence is above it
+INSERT INTO cluster.lease VALUES ('jobs', 'old', 1, now(), now() + interval '1 h');
+SELECT holder, fence, live FROM cluster.leases WHERE key = 'jobs';
+INSERT INTO cluster.lease VALUES ('jobs', 'old', 7, now(), now() + interval '1 h');
+SELECT holder, fence, live FROM cluster.leases WHERE key = 'jobs';
+SELECT cluster.renew_lease('jobs', 'a', '1 minute') AS renewed_after_restore;
+SELECT cluster.acquire_lease('jobs', 'a', '1 minute');
+-- a new key is inserted as it is; fences stay within range
+INSERT INTO cluster.lease VALUES ('restored', NULL, 5, now(), now());
+SELECT key, holder, fence, live FROM cluster.leases WHERE key = 'restored';
+\set VERBOSITY terse
+INSERT INTO cluster.lease VALUES ('huge', NULL, 9223372036854775807, now(), now());
+\set VERBOSITY default
 
 -- Lease errors
 SELECT cluster.acquire_lease(NULL, 'a', '1 minute');

@@ -61,6 +61,8 @@ is($node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name 
 	'the cursor carried over');
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.workers WHERE handler = 'counter'"), '1',
 	'the worker registration carried over');
+is($node->safe_psql('postgres', "SELECT 'cluster.worker'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'cluster'"),
+	'f', 'and it is no longer part of a dump (it holds secrets)');
 
 $node->safe_psql('postgres',
 	"SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(11, 20) i");

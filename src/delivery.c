@@ -296,17 +296,15 @@ send_hello(Leader *l, HandlerRun *h, WorkerConn *c)
 
 /* Send a batch of events; the delivery is returned, in flight. */
 static Delivery *
-send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
+send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Event **events,
 		   int *attempts, EventPos *positions, int n)
 {
 	Remote	   *r = remote(h);
 	Delivery   *d = MemoryContextAllocZero(remote_cxt, sizeof(Delivery));
-	Jsonb	   *array;
 	StringInfoData buf;
 
 	d->events = MemoryContextAlloc(remote_cxt, sizeof(EventPos) * n);
 	memcpy(d->events, positions, sizeof(EventPos) * n);
-	array = protocol_event_batch(events, attempts, n);
 	snprintf(d->id, sizeof(d->id), INT64_FORMAT ".%u." INT64_FORMAT,
 			 l->fence, r->run, ++r->next_delivery);
 	d->conn = c;
@@ -315,7 +313,7 @@ send_batch(Leader *l, HandlerRun *h, WorkerConn *c, Jsonb **events,
 	d->deadline = TimestampTzPlusMilliseconds(d->sent_at, h->ack_timeout_ms);
 
 	initStringInfo(&buf);
-	protocol_encode_events(&buf, d->id, l->fence, array);
+	protocol_encode_events(&buf, d->id, l->fence, h->pump->name, events, attempts, n);
 	send_text(c, &buf);
 
 	remember(&r->deliveries, d);
@@ -333,13 +331,13 @@ static void
 send_events(Leader *l, HandlerRun *h, WorkerConn *c, TrackedEvent **batch, int n)
 {
 	Delivery   *d;
-	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
+	Event	  **events = palloc(sizeof(Event *) * n);
 	int		   *attempts = palloc(sizeof(int) * n);
 	EventPos   *positions = palloc(sizeof(EventPos) * n);
 
 	for (int i = 0; i < n; i++)
 	{
-		events[i] = batch[i]->event;
+		events[i] = &batch[i]->event;
 		attempts[i] = batch[i]->attempts + 1;
 		positions[i] = batch[i]->pos;
 	}
@@ -916,10 +914,10 @@ refuse_oversized(HandlerRun *h, BatchOutcome *out)
 	{
 		TrackedEvent *ev = &t->events[i];
 
-		if (!ev->done && !ev->selected && VARSIZE(ev->event) > (Size) h->max_batch_bytes)
+		if (!ev->done && !ev->selected && event_size(&ev->event) > (Size) h->max_batch_bytes)
 			handler_event_refused(h, ev,
 								  psprintf("the event is %zu bytes, more than the handler's max_batch_bytes (%d)",
-										   (Size) VARSIZE(ev->event), h->max_batch_bytes),
+										   event_size(&ev->event), h->max_batch_bytes),
 								  out);
 	}
 }
@@ -989,7 +987,7 @@ remote_replay(Leader *l, HandlerRun *h, BatchOutcome *out)
 	{
 		WorkerConn *c = lfirst(lc);
 		int64	   *ids;
-		Jsonb	  **events;
+		Event	  **events;
 		int		   *attempts;
 		EventPos   *positions;
 		Delivery   *d;

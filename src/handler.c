@@ -21,6 +21,7 @@
 #include "utils/xid8.h"
 
 #include "handler.h"
+#include "protocol.h"
 #include "xact.h"
 
 static void
@@ -409,7 +410,7 @@ handler_record_error(HandlerRun *h, const char *message)
  */
 int
 handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
-					 EventPos **positions, Jsonb ***events, int **attempts)
+					 EventPos **positions, Event ***events, int **attempts)
 {
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(h->id), Int32GetDatum(limit)};
@@ -421,16 +422,18 @@ handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 	n = SPI_processed;
 	*dead_letter_ids = palloc(sizeof(int64) * Max(n, 1));
 	*positions = palloc0(sizeof(EventPos) * Max(n, 1));
-	*events = palloc(sizeof(Jsonb *) * Max(n, 1));
+	*events = palloc(sizeof(Event *) * Max(n, 1));
 	*attempts = palloc(sizeof(int) * Max(n, 1));
 	for (uint64 row = 0; row < n; row++)
 	{
 		bool		isnull;
 
 		(*dead_letter_ids)[row] = DatumGetInt64(spi_getdatum(row, 1, &isnull));
-		(*events)[row] = DatumGetJsonbPCopy(spi_getdatum(row, 2, &isnull));
 		(*attempts)[row] = DatumGetInt32(spi_getdatum(row, 3, &isnull));
 		(*positions)[row].id = DatumGetInt64(spi_getdatum(row, 4, &isnull));
+		(*events)[row] = palloc(sizeof(Event));
+		protocol_event_from_jsonb(DatumGetJsonbP(spi_getdatum(row, 2, &isnull)),
+								  (*positions)[row].id, (*events)[row]);
 	}
 	return (int) n;
 }
@@ -476,8 +479,7 @@ event_failed(HandlerRun *h, TrackedEvent *ev, char *error, int max_attempts,
 		DeadLetter *dl = palloc(sizeof(DeadLetter));
 
 		dl->event_id = ev->pos.id;
-		dl->event = palloc(VARSIZE(ev->event));
-		memcpy(dl->event, ev->event, VARSIZE(ev->event));
+		dl->event = protocol_event_jsonb(h->pump->name, &ev->event, ev->attempts);
 		dl->attempts = ev->attempts;
 		dl->error = error;
 		out->dead = lappend(out->dead, dl);

@@ -89,7 +89,7 @@ extern bool handler_commit(HandlerRun *h, BatchOutcome *out,
 extern void handler_record_error(HandlerRun *h, const char *message);
 extern void handler_apply_patch(HandlerRun *h, Jsonb *patch);
 extern int	handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
-								 EventPos **positions, Jsonb ***events,
+								 EventPos **positions, Event ***events,
 								 int **attempts);
 extern void handler_replay_outcome(HandlerRun *h, int64 dead_letter_id,
 								   const char *error, BatchOutcome *out);

@@ -465,64 +465,196 @@ protocol_free(WorkerMessage *msg)
 #ifndef FRONTEND
 
 #include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "xact.h"
 
 /*
- * The SQL expression of an event in its wire form, from the expressions of
- * its fields (SQL NULL where a field is unmapped), with "attempt": 1.
+ * An event in its wire form, as JSON text: the payload and headers as
+ * stored, printed once.
  */
-void
-protocol_event_sql(StringInfo buf, const char *id, const char *stream,
-				   const char *key, const char *payload, const char *headers,
-				   const char *created_at)
+static void
+event_text(StringInfo buf, const char *stream, const Event *ev, int attempt)
 {
-	appendStringInfo(buf,
-					 "pg_catalog.jsonb_build_object('id', %s, 'stream', %s, 'key', %s, "
-					 "'payload', %s, 'headers', %s, 'createdAt', %s, 'attempt', 1)",
-					 id, stream, key, payload, headers, created_at);
+	appendStringInfo(buf, "{\"id\": " INT64_FORMAT ", \"key\": ", ev->id);
+	if (ev->key)
+		escape_json(buf, ev->key);
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoString(buf, ", \"stream\": ");
+	escape_json(buf, stream);
+	appendStringInfo(buf, ", \"attempt\": %d, \"headers\": ", attempt);
+	if (ev->headers)
+		(void) JsonbToCString(buf, &ev->headers->root, VARSIZE(ev->headers));
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoString(buf, ", \"payload\": ");
+	(void) JsonbToCString(buf, &ev->payload->root, VARSIZE(ev->payload));
+	appendStringInfoString(buf, ", \"createdAt\": ");
+	if (ev->has_created_at)
+	{
+		char		ts[MAXDATELEN + 1];
+
+		JsonEncodeDateTime(ts, TimestampTzGetDatum(ev->created_at), TIMESTAMPTZOID, NULL);
+		appendStringInfo(buf, "\"%s\"", ts);
+	}
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoChar(buf, '}');
 }
 
-/* An event as read says "attempt": 1; a later attempt gets its number. */
-static Jsonb *
-with_attempt(Jsonb *event, int attempt)
+static void
+push_key(JsonbParseState **state, const char *key)
 {
-	Datum		key = CStringGetTextDatum("attempt");
-	char		number[16];
+	JsonbValue	v = {.type = jbvString,.val.string = {strlen(key), unconstify(char *, key)}};
 
-	if (attempt == 1)
-		return event;
-	snprintf(number, sizeof(number), "%d", attempt);
-	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(event),
-											  PointerGetDatum(construct_array(&key, 1, TEXTOID, -1, false, TYPALIGN_INT)),
-											  DirectFunctionCall1(jsonb_in, CStringGetDatum(number)),
-											  BoolGetDatum(true)));
+	pushJsonbValue(state, WJB_KEY, &v);
+}
+
+static void
+push_string(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v = {.type = jbvNull};
+
+	push_key(state, key);
+	if (value)
+	{
+		v.type = jbvString;
+		v.val.string.val = unconstify(char *, value);
+		v.val.string.len = strlen(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_number(JsonbParseState **state, const char *key, int64 value)
+{
+	JsonbValue	v = {.type = jbvNumeric,.val.numeric = int64_to_numeric(value)};
+
+	push_key(state, key);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_jsonb(JsonbParseState **state, const char *key, Jsonb *value)
+{
+	JsonbValue	v = {.type = jbvNull};
+
+	push_key(state, key);
+	if (value)
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* An event in its wire form, as a jsonb object pushed onto "state". */
+static JsonbValue *
+push_event(JsonbParseState **state, const char *stream, const Event *ev, int attempt)
+{
+	char		ts[MAXDATELEN + 1];
+
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	push_number(state, "id", ev->id);
+	push_string(state, "stream", stream);
+	push_string(state, "key", ev->key);
+	push_jsonb(state, "payload", ev->payload);
+	push_jsonb(state, "headers", ev->headers);
+	if (ev->has_created_at)
+		JsonEncodeDateTime(ts, TimestampTzGetDatum(ev->created_at), TIMESTAMPTZOID, NULL);
+	push_string(state, "createdAt", ev->has_created_at ? ts : NULL);
+	push_number(state, "attempt", attempt);
+	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }
 
 /*
- * A batch as the protocol sends it, and as a SQL function gets it: one
- * jsonb array of the events, each with its attempt number.
+ * A batch as a SQL function taking jsonb gets it: one jsonb array of the
+ * events in their wire form, each with its attempt number.
  */
 Jsonb *
-protocol_event_batch(Jsonb **events, int *attempts, int n)
+protocol_event_batch(const char *stream, Event **events, int *attempts, int n)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *array;
 
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < n; i++)
-	{
-		Jsonb	   *event = with_attempt(events[i], attempts[i]);
-		JsonbValue	v;
-
-		v.type = jbvBinary;
-		v.val.binary.data = &event->root;
-		v.val.binary.len = VARSIZE(event) - VARHDRSZ;
-		pushJsonbValue(&state, WJB_ELEM, &v);
-	}
+		push_event(&state, stream, events[i], attempts[i]);
 	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	return JsonbValueToJsonb(array);
+}
+
+/* One event in its wire form, as a dead letter keeps it. */
+Jsonb *
+protocol_event_jsonb(const char *stream, const Event *ev, int attempt)
+{
+	JsonbParseState *state = NULL;
+
+	return JsonbValueToJsonb(push_event(&state, stream, ev, attempt));
+}
+
+typedef struct ParseTime
+{
+	char	   *text;
+	TimestampTz value;
+} ParseTime;
+
+static void
+parse_time(void *arg)
+{
+	ParseTime  *parse = arg;
+
+	parse->value = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(parse->text),
+														   ObjectIdGetDatum(InvalidOid),
+														   Int32GetDatum(-1)));
+}
+
+static JsonbValue *
+field(Jsonb *wire, const char *key)
+{
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(wire))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&wire->root, key, strlen(key), NULL);
+	return (v && v->type != jbvNull) ? v : NULL;
+}
+
+/*
+ * A dead letter's event (the wire form it was delivered in) back into an
+ * event.  Dead letters can be restored from a dump: a field that is
+ * missing or of another type reads as absent ("id" as "event_id", the
+ * payload as JSON null).
+ */
+void
+protocol_event_from_jsonb(Jsonb *wire, int64 event_id, Event *ev)
+{
+	JsonbValue *v;
+	JsonbValue	null = {.type = jbvNull};
+
+	memset(ev, 0, sizeof(Event));
+	ev->id = event_id;
+	if ((v = field(wire, "key")) && v->type == jbvString)
+		ev->key = pnstrdup(v->val.string.val, v->val.string.len);
+	v = field(wire, "payload");
+	ev->payload = JsonbValueToJsonb(v ? v : &null);
+	if ((v = field(wire, "headers")))
+		ev->headers = JsonbValueToJsonb(v);
+	if ((v = field(wire, "createdAt")) && v->type == jbvString)
+	{
+		ParseTime	parse = {pnstrdup(v->val.string.val, v->val.string.len), 0};
+		char	   *error;
+
+		ev->has_created_at = subxact_run(parse_time, &parse, &error);
+		ev->created_at = parse.value;
+	}
 }
 
 void
@@ -537,16 +669,21 @@ protocol_encode_hello(StringInfo buf, const char *leader, int64 fence,
 	appendStringInfoChar(buf, '}');
 }
 
-/* "events" is the jsonb array of the events in their wire form. */
+/* A delivery: the events in their wire form, each with its attempt number. */
 void
 protocol_encode_events(StringInfo buf, const char *delivery_id, int64 fence,
-					   Jsonb *events)
+					   const char *stream, Event **events, int *attempts, int n)
 {
 	appendStringInfoString(buf, "{\"type\": \"events\", \"deliveryId\": ");
 	escape_json(buf, delivery_id);
-	appendStringInfo(buf, ", \"fence\": " INT64_FORMAT ", \"events\": ", fence);
-	(void) JsonbToCString(buf, &events->root, VARSIZE(events));
-	appendStringInfoChar(buf, '}');
+	appendStringInfo(buf, ", \"fence\": " INT64_FORMAT ", \"events\": [", fence);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		event_text(buf, stream, events[i], attempts[i]);
+	}
+	appendStringInfoString(buf, "]}");
 }
 
 void

@@ -53,16 +53,21 @@ extern void protocol_free(WorkerMessage *msg);
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
+#include "event.h"
+
 /* What the leader sends, appended to buf. */
 extern void protocol_encode_hello(StringInfo buf, const char *leader,
 								  int64 fence, const char *handler);
 extern void protocol_encode_events(StringInfo buf, const char *delivery_id,
-								   int64 fence, Jsonb *events);
+								   int64 fence, const char *stream,
+								   Event **events, int *attempts, int n);
 extern void protocol_encode_ping(StringInfo buf);
-extern void protocol_event_sql(StringInfo buf, const char *id, const char *stream,
-							   const char *key, const char *payload,
-							   const char *headers, const char *created_at);
-extern Jsonb *protocol_event_batch(Jsonb **events, int *attempts, int n);
+/* Events as jsonb: a batch for a SQL function, one for a dead letter. */
+extern Jsonb *protocol_event_batch(const char *stream, Event **events,
+								   int *attempts, int n);
+extern Jsonb *protocol_event_jsonb(const char *stream, const Event *ev,
+								   int attempt);
+extern void protocol_event_from_jsonb(Jsonb *wire, int64 event_id, Event *ev);
 extern void protocol_encode_pong(StringInfo buf);
 #endif
 

@@ -5,9 +5,7 @@
  *
  * The statements are built from the pump's column mapping, with every
  * name quoted and every operator qualified, and the reader's are kept as
- * prepared plans.  Events travel in the wire form of the protocol, built by
- * jsonb_build_object from the stored values: the payload is the stored
- * jsonb, never re-encoded by hand.
+ * prepared plans.  Events are read as their stored values (see event.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +24,6 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
-#include "protocol.h"
 #include "pump.h"
 #include "restricted.h"
 #include "xact.h"
@@ -44,6 +41,14 @@
 #define Anum_pump_created_at_column 10
 #define Anum_pump_retention		11
 #define Anum_pump_plain_table	12
+
+/* the columns of the reader's rows */
+#define Anum_read_txid			1
+#define Anum_read_id			2
+#define Anum_read_key			3
+#define Anum_read_payload		4
+#define Anum_read_headers		5
+#define Anum_read_created_at	6
 
 /* $1 xid8, $2 int8: the position after which to read; $3: limit; $4: pump name */
 #define POSITION_ARGS 4
@@ -204,10 +209,9 @@ pump_prepare(Pump *pump)
 	Restricted	r;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT t.%s, t.%s::pg_catalog.int8, %s, ",
-					 pump->txid, pump->id_col, pump->key);
-	protocol_event_sql(&sql, psprintf("t.%s::pg_catalog.text", pump->id_col), "$4",
-					   pump->key, pump->payload, pump->headers, pump->created_at_value);
+	appendStringInfo(&sql, "SELECT t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
+					 pump->txid, pump->id_col, pump->key, pump->payload,
+					 pump->headers, pump->created_at_value);
 	appendStringInfo(&sql, " FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
 					 pump->from, range, pump->txid, pump->txid, pump->id_col);
 	restricted_enter(&r, pump->owner, pump->what);
@@ -264,6 +268,13 @@ execute_as_owner(Pump *pump, SPIPlanPtr plan, const char *sql, int nargs,
 	return rc;
 }
 
+/* a payload that is SQL NULL travels as JSON null */
+static Jsonb *
+json_null(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+}
+
 /* Read up to "limit" events after the tracker's read position into it. */
 int
 pump_read(Pump *pump, Tracker *tracker, int limit)
@@ -277,14 +288,22 @@ pump_read(Pump *pump, Tracker *tracker, int limit)
 	{
 		bool		isnull;
 		EventPos	pos;
-		Datum		key;
-		bool		key_null;
+		Event		ev;
+		Datum		d;
 
-		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(row, 1, &isnull)));
-		pos.id = DatumGetInt64(spi_getdatum(row, 2, &isnull));
-		key = spi_getdatum(row, 3, &key_null);
-		tracker_add(tracker, pos, key_null ? NULL : TextDatumGetCString(key),
-					DatumGetJsonbP(spi_getdatum(row, 4, &isnull)));
+		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(row, Anum_read_txid, &isnull)));
+		pos.id = DatumGetInt64(spi_getdatum(row, Anum_read_id, &isnull));
+		ev.id = pos.id;
+		d = spi_getdatum(row, Anum_read_key, &isnull);
+		ev.key = isnull ? NULL : TextDatumGetCString(d);
+		d = spi_getdatum(row, Anum_read_payload, &isnull);
+		ev.payload = isnull ? json_null() : DatumGetJsonbP(d);
+		d = spi_getdatum(row, Anum_read_headers, &isnull);
+		ev.headers = isnull ? NULL : DatumGetJsonbP(d);
+		d = spi_getdatum(row, Anum_read_created_at, &isnull);
+		ev.has_created_at = !isnull;
+		ev.created_at = isnull ? 0 : DatumGetTimestampTz(d);
+		tracker_add(tracker, pos, &ev);
 	}
 	return (int) SPI_processed;
 }

@@ -48,7 +48,7 @@ call_as_owner(HandlerRun *h, Datum batch)
 typedef struct Call
 {
 	HandlerRun *h;
-	Jsonb	  **events;
+	Event	  **events;
 	int		   *attempts;
 	int			n;
 } Call;
@@ -58,7 +58,8 @@ call_in_subxact(void *arg)
 {
 	Call	   *call = arg;
 	Jsonb	   *patch = call_as_owner(call->h,
-									  JsonbPGetDatum(protocol_event_batch(call->events, call->attempts, call->n)));
+									  JsonbPGetDatum(protocol_event_batch(call->h->pump->name, call->events,
+																		  call->attempts, call->n)));
 
 	if (patch)
 		handler_apply_patch(call->h, patch);
@@ -69,7 +70,7 @@ call_in_subxact(void *arg)
  * and nothing the call did (its patch included) remains.
  */
 static bool
-call_batch(HandlerRun *h, Jsonb **events, int *attempts, int n,
+call_batch(HandlerRun *h, Event **events, int *attempts, int n,
 				 char **error)
 {
 	Call		call = {h, events, attempts, n};
@@ -80,12 +81,12 @@ call_batch(HandlerRun *h, Jsonb **events, int *attempts, int n,
 static bool
 call_events(HandlerRun *h, TrackedEvent **batch, int n, char **error)
 {
-	Jsonb	  **events = palloc(sizeof(Jsonb *) * n);
+	Event	  **events = palloc(sizeof(Event *) * n);
 	int		   *attempts = palloc(sizeof(int) * n);
 
 	for (int i = 0; i < n; i++)
 	{
-		events[i] = batch[i]->event;
+		events[i] = &batch[i]->event;
 		attempts[i] = batch[i]->attempts + 1;
 	}
 	return call_batch(h, events, attempts, n, error);
@@ -148,7 +149,7 @@ local_replay(Leader *l, HandlerRun *h, BatchOutcome *out)
 {
 	int64	   *ids;
 	EventPos   *positions;
-	Jsonb	  **events;
+	Event	  **events;
 	int		   *attempts;
 	int			n = handler_replay_fetch(h, h->batch_size, &ids, &positions, &events,
 										 &attempts);

@@ -48,7 +48,7 @@ tracker_reset(Tracker *t, EventPos cursor)
 {
 	for (int i = 0; i < t->count; i++)
 	{
-		pfree(t->events[i].event);
+		event_free(&t->events[i].event);
 		if (t->events[i].last_error)
 			pfree(t->events[i].last_error);
 	}
@@ -83,7 +83,7 @@ tracker_room(Tracker *t)
 }
 
 void
-tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event)
+tracker_add(Tracker *t, EventPos pos, const Event *event)
 {
 	TrackedEvent *ev = &t->events[t->count++];
 
@@ -91,10 +91,9 @@ tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event)
 	Assert(eventpos_cmp(pos, t->read_pos) > 0);
 	memset(ev, 0, sizeof(TrackedEvent));
 	ev->pos = pos;
-	ev->has_key = (key != NULL);
-	ev->key_hash = key ? hash_bytes((const unsigned char *) key, strlen(key)) : 0;
-	ev->event = (Jsonb *) MemoryContextAlloc(t->cxt, VARSIZE(event));
-	memcpy(ev->event, event, VARSIZE(event));
+	ev->has_key = (event->key != NULL);
+	ev->key_hash = event->key ? hash_bytes((const unsigned char *) event->key, strlen(event->key)) : 0;
+	event_copy(&ev->event, event, t->cxt);
 	t->read_pos = pos;
 
 	while (t->next_restore < t->n_restore &&
@@ -182,7 +181,7 @@ tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 			ready = false;
 		if (ready && filter && !filter(ev, arg))
 			continue;			/* another worker's key: it blocks nothing here */
-		if (ready && max_bytes > 0 && bytes + VARSIZE(ev->event) > max_bytes)
+		if (ready && max_bytes > 0 && bytes + event_size(&ev->event) > max_bytes)
 			break;				/* the batch is full; this one starts the next */
 		if (ready && ev->losses > 0 && n > 0)
 			break;				/* a suspect goes alone: it starts the next */
@@ -190,7 +189,7 @@ tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 		{
 			ev->selected = true;
 			batch[n++] = ev;
-			bytes += VARSIZE(ev->event);
+			bytes += event_size(&ev->event);
 			if (ev->losses > 0)
 				break;
 		}
@@ -281,7 +280,7 @@ tracker_advance(Tracker *t)
 	while (n < t->count && t->events[n].done)
 	{
 		t->cursor = t->events[n].pos;
-		pfree(t->events[n].event);
+		event_free(&t->events[n].event);
 		if (t->events[n].last_error)
 			pfree(t->events[n].last_error);
 		n++;

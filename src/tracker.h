@@ -18,7 +18,7 @@
 
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
-#include "utils/jsonb.h"
+#include "event.h"
 
 typedef struct EventPos
 {
@@ -31,7 +31,7 @@ typedef struct TrackedEvent
 	EventPos	pos;
 	uint32		key_hash;		/* 0: no key */
 	bool		has_key;
-	Jsonb	   *event;			/* wire form as read: "attempt": 1 */
+	Event		event;			/* as read */
 	int			attempts;		/* failed attempts so far */
 	int			losses;			/* connections lost while a worker held it */
 	TimestampTz not_before;
@@ -61,7 +61,7 @@ extern Tracker *tracker_create(MemoryContext parent, int capacity, bool key_orde
 extern void tracker_reset(Tracker *t, EventPos cursor);
 extern void tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts);
 extern int	tracker_room(Tracker *t);
-extern void tracker_add(Tracker *t, EventPos pos, const char *key, Jsonb *event);
+extern void tracker_add(Tracker *t, EventPos pos, const Event *event);
 typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);
 
 extern int	tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,

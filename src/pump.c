@@ -18,6 +18,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -251,7 +252,13 @@ position_args(Pump *pump, EventPos pos, int64 limit, Datum *values)
 	values[3] = CStringGetTextDatum(pump->name);
 }
 
-/* Run a plan (or, without one, "sql") on the source, as the pump's owner. */
+/*
+ * Run a plan (or, without one, "sql") on the source, as the pump's owner.
+ * The statements walk the source in (txid, id) order: sorting is off while
+ * they are planned, so that they use the source's index whatever its
+ * statistics say.  A plan made while the table was empty or never analyzed
+ * would otherwise stay a full scan and sort for every batch of a backlog.
+ */
 static int
 execute_as_owner(Pump *pump, SPIPlanPtr plan, const char *sql, int nargs,
 				 Oid *types, Datum *values, bool read_only, long limit)
@@ -260,6 +267,8 @@ execute_as_owner(Pump *pump, SPIPlanPtr plan, const char *sql, int nargs,
 	int			rc;
 
 	restricted_enter(&r, pump->owner, pump->what);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (plan)
 		rc = SPI_execute_plan(plan, values, NULL, read_only, limit);
 	else

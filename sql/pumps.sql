@@ -149,6 +149,8 @@ CREATE FUNCTION handle_int(batch jsonb) RETURNS int LANGUAGE sql AS $$ SELECT 1 
 CREATE FUNCTION handle_two(batch jsonb, extra int) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION handle_set(batch jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$ SELECT $1 $$;
 CREATE PROCEDURE handle_proc(batch jsonb) LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION handle_rows(batch cluster.event[]) RETURNS jsonb LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
+CREATE FUNCTION handle_row(batch cluster.event) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 
 -- defaults: no function, ordering by key, not paused, at the first event
 SELECT cluster.create_handler('mail', 'orders');
@@ -179,6 +181,7 @@ SELECT cluster.create_handler('x', 'orders', 'handle_int(jsonb)');
 SELECT cluster.create_handler('x', 'orders', 'handle_two(jsonb, int)');
 SELECT cluster.create_handler('x', 'orders', 'handle_set(jsonb)');
 SELECT cluster.create_handler('x', 'orders', 'handle_proc(jsonb)');
+SELECT cluster.create_handler('x', 'orders', 'handle_row(cluster.event)');
 SELECT cluster.create_handler('x', 'orders', 'no_such_function(jsonb)');
 SELECT cluster.create_handler('x', 'orders', ordering => 'random');
 SELECT cluster.create_handler('x', 'orders', ordering => NULL);
@@ -190,6 +193,10 @@ SELECT cluster.create_handler('x', 'orders', max_in_flight => 50);
 SELECT cluster.create_handler('x', 'orders', ack_timeout => '0 s');
 SELECT cluster.create_handler('x', 'orders', ack_timeout => NULL);
 SELECT name FROM cluster.handler ORDER BY name;
+-- the batch may come as rows
+SELECT cluster.create_handler('rows', 'orders', 'handle_rows(cluster.event[])');
+SELECT function FROM cluster.handlers WHERE name = 'rows';
+SELECT cluster.drop_handler('rows');
 
 -- a pump with handlers can't be dropped
 SELECT cluster.drop_pump('orders');
@@ -437,7 +444,8 @@ SELECT cluster.drop_coordinator('billing');
 
 DROP TABLE outbox, mapped, no_id, no_txid, bigint_txid, json_payload, unindexed;
 DROP FUNCTION handle_void(jsonb), handle_patch(jsonb), handle_text(text), handle_int(jsonb),
-              handle_two(jsonb, int), handle_set(jsonb);
+              handle_two(jsonb, int), handle_set(jsonb), handle_rows(cluster.event[]),
+              handle_row(cluster.event);
 DROP PROCEDURE handle_proc(jsonb);
 
 DROP EXTENSION cluster;

@@ -148,7 +148,8 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
 					 "(h.state #>> '{cursor,0}')::pg_catalog.xid8, "
 					 "(h.state #>> '{cursor,1}')::pg_catalog.int8, "
-					 "pg_catalog.jsonb_array_length(h.state -> 'done') "
+					 "COALESCE((SELECT pg_catalog.sum(COALESCE((d ->> 4)::pg_catalog.int8, 1)) "
+					 "   FROM pg_catalog.jsonb_array_elements(h.state -> 'done') d), 0)::pg_catalog.int8 "
 					 "FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
@@ -159,7 +160,7 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 	cursor->txid = U64FromFullTransactionId(DatumGetFullTransactionId(SPI_getbinval(tup, desc, Anum_hp_txid, &isnull)));
 	cursor->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_id, &isnull));
 	if (done)
-		*done = DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_done, &isnull));
+		*done = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_done, &isnull));
 	*pump = pump_load(DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_pump_id, &isnull)),
 					  CurrentMemoryContext);
 	return true;

@@ -12,6 +12,13 @@
 #ifndef CLUSTER_H
 #define CLUSTER_H
 
+/*
+ * The extension version whose tables this library reads and writes
+ * (default_version in cluster.control): engines run only in databases
+ * updated to it.
+ */
+#define CLUSTER_SCHEMA_VERSION "0.3"
+
 /* cluster.database: the database the extension lives in */
 extern char *cluster_database;
 

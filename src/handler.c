@@ -17,6 +17,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
@@ -24,31 +26,52 @@
 #include "protocol.h"
 #include "xact.h"
 
-static void
-load_restore(HandlerRun *h, Datum txids, Datum ids, Datum attempts)
-{
-	Datum	   *t,
-			   *i,
-			   *a;
-	int			n;
-	EventPos   *pos;
-	int		   *att;
+/* the columns of handler_load's query */
+#define Anum_load_epoch			1
+#define Anum_load_cursor_txid	2
+#define Anum_load_cursor_id		3
+#define Anum_load_from_txids	4
+#define Anum_load_from_ids		5
+#define Anum_load_to_txids		6
+#define Anum_load_to_ids		7
+#define Anum_load_attempts		8
 
-	deconstruct_array(DatumGetArrayTypeP(txids), TEXTOID, -1, false, TYPALIGN_INT,
-					  &t, NULL, &n);
-	deconstruct_array(DatumGetArrayTypeP(ids), INT8OID, 8, true, TYPALIGN_DOUBLE,
-					  &i, NULL, &n);
-	deconstruct_array(DatumGetArrayTypeP(attempts), INT4OID, 4, true, TYPALIGN_INT,
-					  &a, NULL, &n);
-	pos = palloc(sizeof(EventPos) * Max(n, 1));
-	att = palloc(sizeof(int) * Max(n, 1));
+static Datum *
+load_array(int col, Oid type, int *n)
+{
+	bool		isnull;
+	Datum	   *elems;
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	deconstruct_array(DatumGetArrayTypeP(spi_getdatum(0, col, &isnull)), type, len, byval,
+					  align, &elems, NULL, n);
+	return elems;
+}
+
+/* The done ranges and retries of handler_load's row, for the tracker. */
+static void
+load_restore(HandlerRun *h)
+{
+	int			n;
+	Datum	   *from_txids = load_array(Anum_load_from_txids, TEXTOID, &n);
+	Datum	   *from_ids = load_array(Anum_load_from_ids, INT8OID, &n);
+	Datum	   *to_txids = load_array(Anum_load_to_txids, TEXTOID, &n);
+	Datum	   *to_ids = load_array(Anum_load_to_ids, INT8OID, &n);
+	Datum	   *attempts = load_array(Anum_load_attempts, INT4OID, &n);
+	RestoreRange *ranges = palloc(sizeof(RestoreRange) * Max(n, 1));
+
 	for (int k = 0; k < n; k++)
 	{
-		pos[k].txid = strtou64(TextDatumGetCString(t[k]), NULL, 10);
-		pos[k].id = DatumGetInt64(i[k]);
-		att[k] = DatumGetInt32(a[k]);
+		ranges[k].from.txid = strtou64(TextDatumGetCString(from_txids[k]), NULL, 10);
+		ranges[k].from.id = DatumGetInt64(from_ids[k]);
+		ranges[k].to.txid = strtou64(TextDatumGetCString(to_txids[k]), NULL, 10);
+		ranges[k].to.id = DatumGetInt64(to_ids[k]);
+		ranges[k].attempts = DatumGetInt32(attempts[k]);
 	}
-	tracker_restore(h->tracker, n, pos, att);
+	tracker_restore(h->tracker, n, ranges);
 }
 
 /* the columns of handler_load_all's query */
@@ -125,6 +148,27 @@ pump_for_call(void *arg)
 }
 
 /*
+ * How to call the handler's function: it takes the batch as jsonb or as
+ * cluster.event[] (cluster._check_handler_function allows no other), and
+ * returns a patch (jsonb) or nothing.
+ */
+static void
+describe_function(HandlerRun *h, MemoryContext cxt)
+{
+	Oid		   *argtypes;
+	int			nargs;
+	Oid			rettype = get_func_signature(h->function, &argtypes, &nargs);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	fmgr_info_cxt(h->function, &h->flinfo, cxt);
+	h->returns_patch = (rettype == JSONBOID);
+	h->event_desc = NULL;
+	if (nargs == 1 && argtypes[0] != JSONBOID)
+		h->event_desc = lookup_rowtype_tupdesc_copy(get_element_type(argtypes[0]), -1);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * A HandlerRun of the row; NULL when its pump can't be loaded (its source
  * unreadable, a column retyped): then the handler's last_error says why,
  * and the other handlers go on.
@@ -170,7 +214,7 @@ handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 		h->function = InvalidOid;
 	}
 	if (h->function != InvalidOid)
-		fmgr_info_cxt(h->function, &h->flinfo, cxt);
+		describe_function(h, cxt);
 	return h;
 }
 
@@ -272,28 +316,34 @@ handler_load(HandlerRun *h)
 	bool		isnull;
 	EventPos	cursor;
 
+	/* done: [from txid, from id, to txid, to id, count], or before 0.3 [txid, id] */
 	spi_exec_checked("WITH h AS (SELECT epoch, state FROM cluster.handler WHERE id = $1), "
-					 "s AS (SELECT (e ->> 0)::pg_catalog.xid8 AS txid, (e ->> 1)::pg_catalog.int8 AS id, -1 AS attempts "
+					 "s AS (SELECT (e ->> 0)::pg_catalog.xid8 AS txid, (e ->> 1)::pg_catalog.int8 AS id, "
+					 "             COALESCE(e ->> 2, e ->> 0)::pg_catalog.xid8 AS to_txid, "
+					 "             COALESCE(e ->> 3, e ->> 1)::pg_catalog.int8 AS to_id, -1 AS attempts "
 					 "        FROM h, pg_catalog.jsonb_array_elements(h.state -> 'done') e "
 					 "      UNION ALL "
-					 "      SELECT (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, (r.value ->> 'attempts')::int "
+					 "      SELECT (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
+					 "             (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
+					 "             (r.value ->> 'attempts')::int "
 					 "        FROM h, pg_catalog.jsonb_each(h.state -> 'retry') r) "
 					 "SELECT h.epoch, (h.state #>> '{cursor,0}')::pg_catalog.xid8, "
 					 "       (h.state #>> '{cursor,1}')::pg_catalog.int8, "
 					 "       ARRAY(SELECT s.txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.id FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.to_txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.to_id FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.attempts FROM s ORDER BY s.txid, s.id) "
 					 "  FROM h",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "handler %d disappeared", h->id);
-	h->epoch = DatumGetInt32(spi_getdatum(0, 1, &isnull));
-	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 2, &isnull)));
-	cursor.id = DatumGetInt64(spi_getdatum(0, 3, &isnull));
+	h->epoch = DatumGetInt32(spi_getdatum(0, Anum_load_epoch, &isnull));
+	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, Anum_load_cursor_txid, &isnull)));
+	cursor.id = DatumGetInt64(spi_getdatum(0, Anum_load_cursor_id, &isnull));
 	check_cursor(h, cursor);
 	tracker_reset(h->tracker, cursor);
-	load_restore(h, spi_getdatum(0, 4, &isnull), spi_getdatum(0, 5, &isnull),
-				 spi_getdatum(0, 6, &isnull));
+	load_restore(h);
 }
 
 static void
@@ -346,7 +396,7 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
 
 	spi_exec_checked("SELECT cluster._check_patch($2)", 2, types, values, NULL,
 					 SPI_OK_SELECT);
-	spi_exec_checked("UPDATE cluster.handler SET state = cluster._apply_patch(state, $2) WHERE id = $1",
+	spi_exec_checked("UPDATE cluster.handler SET user_state = cluster._apply_patch(user_state, $2) WHERE id = $1",
 					 2, types, values, NULL, SPI_OK_UPDATE);
 }
 

@@ -30,6 +30,7 @@
 #ifndef CLUSTER_HANDLER_H
 #define CLUSTER_HANDLER_H
 
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 
@@ -53,6 +54,8 @@ typedef struct HandlerRun
 	bool		paused;
 	bool		replay_marked;	/* dead letters were marked for replay at load */
 	FmgrInfo	flinfo;
+	bool		returns_patch;	/* the function returns jsonb */
+	TupleDesc	event_desc;		/* it takes cluster.event[]: the row's; NULL: jsonb */
 	/* what handler_load() read */
 	int32		epoch;
 	Tracker    *tracker;

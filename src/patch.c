@@ -87,7 +87,7 @@ key_text(JsonbValue *key, char **text, int *len)
 
 /*
  * An array index from a path element, read as jsonb_set reads one
- * (negative: from the end); "position" counts from 1 at "user".
+ * (negative: from the end); "position" counts from 1 at the root.
  */
 static int
 array_index(JsonbValue *key, int position, int nelems)
@@ -299,18 +299,13 @@ patch_apply(Jsonb *state, Jsonb *patch)
 						   {.type = jbvBinary,.val.binary = {VARSIZE(state) - VARHDRSZ, &state->root}});
 	JsonbValue *ops = node(&(JsonbValue)
 						   {.type = jbvBinary,.val.binary = {VARSIZE(patch) - VARHDRSZ, &patch->root}});
-	JsonbValue	user_key = {.type = jbvString,.val.string = {4, "user"}};
-	JsonbValue *user;
 	JsonbParseState *ps = NULL;
 	int			at;
 
-	if (doc->type != jbvObject || ops->type != jbvArray)
+	if (ops->type != jbvArray)
 		return state;
-	user = object_get(doc, &user_key, &at);
-	if (user == NULL)
-		user = object_add(doc, &user_key, empty_object());
-	else if (!is_container(user))
-		*user = *empty_object();
+	if (!is_container(doc))
+		doc = empty_object();
 
 	for (int i = 0; i < ops->val.array.nElems; i++)
 	{
@@ -337,9 +332,9 @@ patch_apply(Jsonb *state, Jsonb *patch)
 			continue;			/* cluster._check_patch refused these */
 		keys = elements(path, &n);
 		if (kind->val.string.len == 6 && memcmp(kind->val.string.val, "remove", 6) == 0)
-			apply_remove(user, keys, n);
+			apply_remove(doc, keys, n);
 		else if (value != NULL)
-			apply_set(user, keys, n, value);
+			apply_set(doc, keys, n, value);
 	}
 	return JsonbValueToJsonb(push_tree(&ps, doc, WJB_VALUE));
 }

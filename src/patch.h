@@ -4,8 +4,8 @@
  *	  Apply a state patch to a handler's state, in one pass.
  *
  * A patch is [{"op": "set", "path": [keys...], "value": ...}, {"op":
- * "remove", "path": [keys...]}], paths relative to the state's "user"
- * document (cluster._check_patch checks its shape).  The state is
+ * "remove", "path": [keys...]}], paths relative to the handler's user state
+ * (cluster._check_patch checks its shape).  The state is
  * expanded once into an in-memory tree, every operation is applied to the
  * tree, and the tree is turned back into jsonb once: the cost is the
  * state's size plus the operations', not their product (applying each

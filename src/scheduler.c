@@ -7,6 +7,7 @@
  */
 #include "postgres.h"
 
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -128,26 +129,52 @@ slot_for(int32 coordinator_id, const char *name, int ordinal)
 	return free_slot;
 }
 
+/*
+ * Is the extension's schema the one this library runs?  After a new build
+ * is installed, a database's engines wait for ALTER EXTENSION cluster
+ * UPDATE (said once in the log): the library reads and writes the tables
+ * in their current shape only.
+ */
+static bool
+schema_current(const char *version)
+{
+	static bool said = false;
+
+	if (strcmp(version, CLUSTER_SCHEMA_VERSION) == 0)
+	{
+		said = false;
+		return true;
+	}
+	if (!said)
+		ereport(LOG,
+				(errmsg("cluster engines of database \"%s\" wait for ALTER EXTENSION cluster UPDATE",
+						get_database_name(MyDatabaseId)),
+				 errdetail("The extension's version here is %s; this build of the library runs %s.",
+						   version, CLUSTER_SCHEMA_VERSION)));
+	said = true;
+	return false;
+}
+
 /* Mark the slots every coordinator wants; false when the extension is absent. */
 static bool
 read_coordinators(void)
 {
 	bool		present;
+	bool		isnull;
 
 	for (int i = 0; i < cluster_shared->max_engines; i++)
 		control[i].wanted = false;
 
 	worker_xact_begin("cluster: reading coordinators");
-	spi_exec_checked("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'cluster'",
+	spi_exec_checked("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cluster'",
 					 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	present = (SPI_processed > 0);
-	if (present)
+	if (present && schema_current(TextDatumGetCString(spi_getdatum(0, 1, &isnull))))
 	{
 		spi_exec_checked("SELECT id, name, standby_engines FROM cluster.coordinator ORDER BY id",
 						 0, NULL, NULL, NULL, SPI_OK_SELECT);
 		for (uint64 row = 0; row < SPI_processed; row++)
 		{
-			bool		isnull;
 			int32		id = DatumGetInt32(spi_getdatum(row, 1, &isnull));
 			char	   *name = TextDatumGetCString(spi_getdatum(row, 2, &isnull));
 			int32		standbys = DatumGetInt32(spi_getdatum(row, 3, &isnull));

@@ -7,7 +7,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -40,7 +42,7 @@ call_as_owner(HandlerRun *h, Datum batch)
 	result = FunctionCallInvoke(fcinfo);
 	restricted_exit(&r);
 
-	if (fcinfo->isnull || get_func_rettype(h->function) != JSONBOID)
+	if (fcinfo->isnull || !h->returns_patch)
 		return NULL;
 	return DatumGetJsonbP(result);
 }
@@ -53,16 +55,70 @@ typedef struct Call
 	int			n;
 } Call;
 
+/* the columns of cluster.event */
+#define Anum_event_id			1
+#define Anum_event_stream		2
+#define Anum_event_key			3
+#define Anum_event_payload		4
+#define Anum_event_headers		5
+#define Anum_event_created_at	6
+#define Anum_event_attempt		7
+#define EVENT_COLS				7
+
+/*
+ * A batch as cluster.event[]: the events' values as the pump read them,
+ * the payloads as stored.
+ */
+static Datum
+event_rows(Call *call)
+{
+	TupleDesc	desc = call->h->event_desc;
+	Datum		stream = CStringGetTextDatum(call->h->pump->name);
+	Datum	   *rows = palloc(sizeof(Datum) * call->n);
+	int16		len;
+	bool		byval;
+	char		align;
+
+	if (desc->natts != EVENT_COLS)
+		elog(ERROR, "cluster.event has %d columns, not %d", desc->natts, EVENT_COLS);
+	for (int i = 0; i < call->n; i++)
+	{
+		Event	   *ev = call->events[i];
+		Datum		values[EVENT_COLS];
+		bool		nulls[EVENT_COLS] = {0};
+
+		values[Anum_event_id - 1] = Int64GetDatum(ev->id);
+		values[Anum_event_stream - 1] = stream;
+		values[Anum_event_key - 1] = ev->key ? CStringGetTextDatum(ev->key) : (Datum) 0;
+		nulls[Anum_event_key - 1] = (ev->key == NULL);
+		values[Anum_event_payload - 1] = JsonbPGetDatum(ev->payload);
+		values[Anum_event_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
+		nulls[Anum_event_headers - 1] = (ev->headers == NULL);
+		values[Anum_event_created_at - 1] = TimestampTzGetDatum(ev->created_at);
+		nulls[Anum_event_created_at - 1] = !ev->has_created_at;
+		values[Anum_event_attempt - 1] = Int32GetDatum(call->attempts[i]);
+		rows[i] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	}
+	get_typlenbyvalalign(desc->tdtypeid, &len, &byval, &align);
+	return PointerGetDatum(construct_array(rows, call->n, desc->tdtypeid, len, byval, align));
+}
+
 static void
 call_in_subxact(void *arg)
 {
 	Call	   *call = arg;
-	Jsonb	   *patch = call_as_owner(call->h,
-									  JsonbPGetDatum(protocol_event_batch(call->h->pump->name, call->events,
-																		  call->attempts, call->n)));
+	HandlerRun *h = call->h;
+	Datum		batch;
+	Jsonb	   *patch;
 
+	if (h->event_desc)
+		batch = event_rows(call);
+	else
+		batch = JsonbPGetDatum(protocol_event_batch(h->pump->name, call->events,
+													call->attempts, call->n));
+	patch = call_as_owner(h, batch);
 	if (patch)
-		handler_apply_patch(call->h, patch);
+		handler_apply_patch(h, patch);
 }
 
 /*

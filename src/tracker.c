@@ -59,21 +59,20 @@ tracker_reset(Tracker *t, EventPos cursor)
 }
 
 /*
- * What the last leader left above the cursor: done events (attempts -1)
- * and failed ones with their attempt counts.  Applied as they are read.
+ * What the last leader left above the cursor, in (txid, id) order: applied
+ * to the events as they are read.  A done range holds every event read
+ * between its ends: the pump never reads an event into a stretch it has
+ * read already.
  */
 void
-tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts)
+tracker_restore(Tracker *t, int n, RestoreRange *ranges)
 {
-	MemoryContext old = MemoryContextSwitchTo(t->cxt);
-
+	if (t->restore)
+		pfree(t->restore);
 	t->n_restore = n;
 	t->next_restore = 0;
-	t->restore_pos = palloc(sizeof(EventPos) * Max(n, 1));
-	t->restore_attempts = palloc(sizeof(int) * Max(n, 1));
-	memcpy(t->restore_pos, pos, sizeof(EventPos) * n);
-	memcpy(t->restore_attempts, attempts, sizeof(int) * n);
-	MemoryContextSwitchTo(old);
+	t->restore = MemoryContextAlloc(t->cxt, sizeof(RestoreRange) * Max(n, 1));
+	memcpy(t->restore, ranges, sizeof(RestoreRange) * n);
 }
 
 int
@@ -97,12 +96,12 @@ tracker_add(Tracker *t, EventPos pos, const Event *event)
 	t->read_pos = pos;
 
 	while (t->next_restore < t->n_restore &&
-		   eventpos_cmp(t->restore_pos[t->next_restore], pos) < 0)
+		   eventpos_cmp(t->restore[t->next_restore].to, pos) < 0)
 		t->next_restore++;
 	if (t->next_restore < t->n_restore &&
-		eventpos_cmp(t->restore_pos[t->next_restore], pos) == 0)
+		eventpos_cmp(t->restore[t->next_restore].from, pos) <= 0)
 	{
-		int			attempts = t->restore_attempts[t->next_restore++];
+		int			attempts = t->restore[t->next_restore].attempts;
 
 		if (attempts < 0)
 			ev->done = true;
@@ -325,14 +324,15 @@ tracker_next_due_ms(Tracker *t, TimestampTz now)
 
 /*
  * The persistent part, as JSON for cluster._commit_handler: the cursor,
- * the done events above it, and the attempts of failed events (keyed by
+ * the done events above it as ranges of consecutive events ([from txid,
+ * from id, to txid, to id, count]: a stuck event with thousands done
+ * behind it is one range), and the attempts of failed events (keyed by
  * id, with their txid, so that the next leader can place them).
  */
 void
 tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
 				   StringInfo retry)
 {
-	bool		first_done = true;
 	bool		first_retry = true;
 
 	appendStringInfo(cursor, "[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
@@ -345,9 +345,15 @@ tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
 
 		if (ev->done)
 		{
-			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
-							 first_done ? "" : ", ", ev->pos.txid, ev->pos.id);
-			first_done = false;
+			int			last = i;
+
+			while (last + 1 < t->count && t->events[last + 1].done)
+				last++;
+			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\", \""
+							 UINT64_FORMAT "\", \"" INT64_FORMAT "\", %d]",
+							 done->len > 1 ? ", " : "", ev->pos.txid, ev->pos.id,
+							 t->events[last].pos.txid, t->events[last].pos.id, last - i + 1);
+			i = last;
 		}
 		else if (ev->attempts > 0)
 		{

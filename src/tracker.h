@@ -52,14 +52,24 @@ typedef struct Tracker
 	/* state of the last run, from the handler's row, in (txid, id) order */
 	int			n_restore;
 	int			next_restore;
-	EventPos   *restore_pos;
-	int		   *restore_attempts;	/* -1: done */
+	struct RestoreRange *restore;
 } Tracker;
+
+/*
+ * What the last leader left above the cursor: a range of done events
+ * (attempts -1), or one failed event (from = to) with its attempts.
+ */
+typedef struct RestoreRange
+{
+	EventPos	from;
+	EventPos	to;
+	int			attempts;
+} RestoreRange;
 
 extern int	eventpos_cmp(EventPos a, EventPos b);
 extern Tracker *tracker_create(MemoryContext parent, int capacity, bool key_order);
 extern void tracker_reset(Tracker *t, EventPos cursor);
-extern void tracker_restore(Tracker *t, int n, EventPos *pos, int *attempts);
+extern void tracker_restore(Tracker *t, int n, RestoreRange *ranges);
 extern int	tracker_room(Tracker *t);
 extern void tracker_add(Tracker *t, EventPos pos, const Event *event);
 typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);

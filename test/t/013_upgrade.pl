@@ -2,8 +2,14 @@
 # (0.1), with pumps, handlers, a worker registration, state and dead
 # letters, is updated with ALTER EXTENSION cluster UPDATE and keeps working:
 # cursors and state carry over, new events flow, dead letters replay, and
-# what the new version adds (dependency protection) is in force.  Keep this
-# test for every later version: it always starts from 0.1.
+# what the new versions add (dependency protection, the user state apart)
+# is in force.  Keep this test for every later version: it always starts
+# from 0.1.
+#
+# The library runs the current version's tables only: until the update,
+# the database's engines wait.  What a 0.1 leader leaves in a handler's row
+# (cursor, done events above it, a retry, counters, the user state) is
+# written here as 0.1 wrote it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -38,10 +44,31 @@ $node->safe_psql('postgres', q{
 });
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.1',
 	'created at 0.1');
-ok(defined poll_until($node, "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'counter'", '9/1'),
-	'0.1: nine events handled, one dead-lettered');
-my $state = $node->safe_psql('postgres', "SELECT cluster.handler_state('counter')");
+ok($node->wait_for_log(qr/cluster engines of database "postgres" wait for ALTER EXTENSION cluster UPDATE/),
+	'the engines wait for the update, and say so');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.engines"), '0', 'no engine runs meanwhile');
+
+# a 0.1 leader's work: 1-2 handled (the cursor), 3 dead-lettered, 4-6
+# handled above the cursor, 7 failed once
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION pos(n int) RETURNS jsonb LANGUAGE sql AS $$
+		SELECT jsonb_build_array(txid::text, id::text) FROM cluster.events WHERE (payload ->> 'n')::int = n $$;
+	UPDATE cluster.handler SET state = jsonb_build_object(
+		'cursor', pos(2),
+		'done', jsonb_build_array(pos(3), pos(4), pos(5), pos(6)),
+		'retry', jsonb_build_object((pos(7) ->> 1), jsonb_build_object('txid', pos(7) ->> 0, 'attempts', 1, 'error', 'event 7 fails')),
+		'counters', '{"processed": 5, "failed": 2, "dead_lettered": 1}'::jsonb,
+		'user', '{"seen": {"1": true, "2": true, "4": true, "5": true, "6": true}}'::jsonb);
+	INSERT INTO seen VALUES (1), (2), (4), (5), (6);
+	INSERT INTO cluster.dead_letters (handler_id, event_id, event, attempts, last_error)
+	SELECT h.id, e.id, jsonb_build_object('id', e.id, 'stream', e.stream, 'key', e.key, 'payload', e.payload,
+										  'headers', e.headers, 'createdAt', e.created_at, 'attempt', 1),
+		   1, 'event 3 fails'
+	  FROM cluster.events e, cluster.handler h WHERE (e.payload ->> 'n')::int = 3;
+});
 my $cursor = $node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name = 'counter'");
+is($cursor, $node->safe_psql('postgres', "SELECT (pos(2) ->> 0) || '/' || (pos(2) ->> 1)"),
+	'0.1 reads the cursor it left');
 
 # the new library beside the old SQL (before ALTER EXTENSION UPDATE): role
 # commands work as before
@@ -54,11 +81,21 @@ $node->safe_psql('postgres', q{
 pass('0.1 with the new library: REASSIGN OWNED, DROP OWNED and DROP ROLE work');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.2',
-	'updated to 0.2');
-is($node->safe_psql('postgres', "SELECT cluster.handler_state('counter')"), $state, 'the state carried over');
-is($node->safe_psql('postgres', "SELECT cursor FROM cluster.handlers WHERE name = 'counter'"), $cursor,
-	'the cursor carried over');
+ok(defined poll_until($node, "SELECT count(*) FROM seen", '9'),
+	'after the update the engines run: 7 to 10 are handled, nothing twice');
+is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM seen"), '1,2,4,5,6,7,8,9,10',
+	'exactly the events the 0.1 leader had not done');
+is($node->safe_psql('postgres', "SELECT state ? 'user' FROM cluster.handler WHERE name = 'counter'"), 'f',
+	'the user state moved to its own column (0.3)');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.3',
+	'updated to 0.3');
+is($node->safe_psql('postgres', "SELECT string_agg(k, ',' ORDER BY k::int) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen') k"),
+	'1,2,4,5,6,7,8,9,10', 'the user state carried over, and the new events were added to it');
+ok(defined poll_until($node, "SELECT cursor FROM cluster.handlers WHERE name = 'counter'",
+		$node->safe_psql('postgres', "SELECT (pos(10) ->> 0) || '/' || (pos(10) ->> 1)")),
+	'the cursor moved on from where 0.1 left it to the last event');
+is($node->safe_psql('postgres', "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'counter'"),
+	'9/1', 'the counters carried over (5 + 4 handled) with the dead letter');
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.workers WHERE handler = 'counter'"), '1',
 	'the worker registration carried over');
 is($node->safe_psql('postgres', "SELECT 'cluster.worker'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'cluster'"),
@@ -96,11 +133,11 @@ is($node->safe_psql('postgres', "SELECT cluster.acquire_lease('fresh-key', 'me',
 # the installed scripts: every released version stays installable
 is($node->safe_psql('postgres',
 		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),
-	'0.1,0.2', 'versions 0.1 and 0.2 are available');
+	'0.1,0.2,0.3', 'versions 0.1, 0.2 and 0.3 are available');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION cluster');
-is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.2',
-	'a new database gets 0.2');
+is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.3',
+	'a new database gets 0.3');
 
 $node->stop;
 done_testing();

@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
+
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -230,6 +232,19 @@ engine_attach(Engine *e, int slotno)
 	pgstat_report_appname(appname);
 }
 
+/*
+ * A backlog's rounds allocate and free megabytes each (batches, their
+ * function calls' results): let malloc keep that memory for the next
+ * round instead of handing it back to the kernel and faulting it in again,
+ * which cost a leader a quarter of its time at batch_size 1000.
+ */
+static void
+keep_memory(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+}
+
 void
 cluster_engine_main(Datum arg)
 {
@@ -242,6 +257,7 @@ cluster_engine_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(cluster_shared->engines[DatumGetInt32(arg)].database,
 											  InvalidOid, 0);
 	restricted_engine_init();
+	keep_memory();
 	engine_attach(&engine, DatumGetInt32(arg));
 
 	for (;;)

@@ -13,6 +13,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "protocol.h"
@@ -123,15 +124,31 @@ call_in_subxact(void *arg)
 
 /*
  * One call in a subtransaction: on failure *error is the error's message
- * and nothing the call did (its patch included) remains.
+ * and nothing the call did (its patch included) remains.  The batch and
+ * what the call allocates live in a context of their own, emptied after
+ * the call: a subtransaction's memory stays until its transaction ends,
+ * and a backlog's batches would otherwise pile up, megabytes of them, in
+ * one round.
  */
 static bool
 call_batch(HandlerRun *h, Event **events, int *attempts, int n,
-				 char **error)
+		   char **error)
 {
+	static MemoryContext batch_cxt = NULL;
 	Call		call = {h, events, attempts, n};
+	MemoryContext old;
+	bool		ok;
 
-	return subxact_run(call_in_subxact, &call, error);
+	if (batch_cxt == NULL)
+		batch_cxt = AllocSetContextCreate(TopMemoryContext, "cluster batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(batch_cxt);
+	ok = subxact_run(call_in_subxact, &call, error);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+		*error = pstrdup(*error);
+	MemoryContextReset(batch_cxt);
+	return ok;
 }
 
 static bool

@@ -458,6 +458,12 @@ handler_record_error(HandlerRun *h, const char *message)
  * delivered) and next attempt numbers.  Fewer than "limit": these are the
  * last ones.
  */
+/* the columns of handler_replay_fetch's query */
+#define Anum_dl_id				1
+#define Anum_dl_event			2
+#define Anum_dl_attempt			3
+#define Anum_dl_event_id		4
+
 int
 handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 					 EventPos **positions, Event ***events, int **attempts)
@@ -478,11 +484,11 @@ handler_replay_fetch(HandlerRun *h, int limit, int64 **dead_letter_ids,
 	{
 		bool		isnull;
 
-		(*dead_letter_ids)[row] = DatumGetInt64(spi_getdatum(row, 1, &isnull));
-		(*attempts)[row] = DatumGetInt32(spi_getdatum(row, 3, &isnull));
-		(*positions)[row].id = DatumGetInt64(spi_getdatum(row, 4, &isnull));
+		(*dead_letter_ids)[row] = DatumGetInt64(spi_getdatum(row, Anum_dl_id, &isnull));
+		(*attempts)[row] = DatumGetInt32(spi_getdatum(row, Anum_dl_attempt, &isnull));
+		(*positions)[row].id = DatumGetInt64(spi_getdatum(row, Anum_dl_event_id, &isnull));
 		(*events)[row] = palloc(sizeof(Event));
-		protocol_event_from_jsonb(DatumGetJsonbP(spi_getdatum(row, 2, &isnull)),
+		protocol_event_from_jsonb(DatumGetJsonbP(spi_getdatum(row, Anum_dl_event, &isnull)),
 								  (*positions)[row].id, (*events)[row]);
 	}
 	return (int) n;

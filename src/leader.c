@@ -21,6 +21,7 @@
 #include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -81,6 +82,24 @@ round_wait(Turn *turn, bool caught_up)
 	return wait;
 }
 
+/*
+ * A round's commit does not wait for its WAL to reach the disk (or a
+ * synchronous standby).  Everything the round changes commits together:
+ * the handler's progress, its dead letters, and a SQL function's own
+ * writes.  Lost in a crash, the round is lost whole and the next leader
+ * does it again from the last durable cursor: no event is lost, a SQL
+ * function's effects still happen once, workers see the events again as
+ * after any crash.  Whatever comes later (a retention delete, the next
+ * round) is durable only once this is: WAL is written in order.  Leases
+ * are taken and renewed in transactions of their own that do wait.
+ */
+static void
+commit_without_waiting(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
 /* The executor that runs this round: the workers if one is connected. */
 static const Executor *
 executor_for(HandlerRun *h)
@@ -107,6 +126,7 @@ handler_round(Leader *l, Turn *turn)
 	long		wait = cluster_poll_interval;
 
 	worker_xact_begin("cluster: pumping");
+	commit_without_waiting();
 	handler_check_rights(h);
 	if (turn->needs_load)
 	{
@@ -360,6 +380,13 @@ handler_by_id(Leader *l, int32 id)
 	return NULL;
 }
 
+/* the columns of leader_load_workers' query */
+#define Anum_w_id				1
+#define Anum_w_handler_id		2
+#define Anum_w_address			3
+#define Anum_w_secret			4
+#define Anum_w_capacity			5
+
 /*
  * The registered workers with a recent heartbeat, as connections of their
  * handlers; connections of the others are closed.
@@ -394,13 +421,14 @@ leader_load_workers(Leader *l)
 		HeapTuple	tup = SPI_tuptable->vals[row];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		HandlerRun *h = handler_by_id(l, DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)));
+		HandlerRun *h = handler_by_id(l, DatumGetInt32(SPI_getbinval(tup, desc, Anum_w_handler_id, &isnull)));
+
 		if (h == NULL)
 			continue;
-		delivery_add_worker(h, transport_conn(SPI_getvalue(tup, desc, 1), h->id,
-											  SPI_getvalue(tup, desc, 3),
-											  SPI_getvalue(tup, desc, 4),
-											  DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull))));
+		delivery_add_worker(h, transport_conn(SPI_getvalue(tup, desc, Anum_w_id), h->id,
+											  SPI_getvalue(tup, desc, Anum_w_address),
+											  SPI_getvalue(tup, desc, Anum_w_secret),
+											  DatumGetInt32(SPI_getbinval(tup, desc, Anum_w_capacity, &isnull))));
 	}
 	worker_xact_commit();
 	if (transport_active())

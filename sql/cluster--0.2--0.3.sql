@@ -120,6 +120,9 @@ $$;
 COMMENT ON FUNCTION cluster._apply_patch(jsonb, jsonb) IS
 'apply a checked patch to a user state';
 
+/* the engines commit a round with one prepared statement of their own (src/handler.c) */
+DROP FUNCTION cluster._commit_handler(int, int, text, bigint, jsonb, jsonb, jsonb, bigint, bigint, bigint, text);
+
 /* the engines of a database wait for this update; wake its scheduler */
 UPDATE cluster.coordinator SET name = name WHERE false;
 

@@ -400,6 +400,51 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
 					 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/*
+ * The fenced commit of a round, as deltas of the handler's progress: the
+ * new cursor, done ranges and retries replace the old ones, the counters
+ * grow, last_error is set or (when events were handled again) cleared.
+ * Only while the lease still carries the leader's fence (locked FOR SHARE,
+ * so a takeover waits for it) and the handler's epoch is unchanged (a
+ * reset raises it).  One statement, planned once per engine.
+ */
+#define COMMIT_ARGS 11
+static const char *commit_sql =
+"UPDATE cluster.handler h "
+"   SET state = h.state "
+"       || pg_catalog.jsonb_build_object('cursor', $5, 'done', $6, 'retry', $7) "
+"       || CASE WHEN $8 <> 0 OR $9 <> 0 OR $10 <> 0 THEN pg_catalog.jsonb_build_object('counters', "
+"              COALESCE(h.state -> 'counters', '{}') || pg_catalog.jsonb_build_object("
+"                  'processed', COALESCE((h.state #>> '{counters,processed}')::pg_catalog.int8, 0) + $8, "
+"                  'failed', COALESCE((h.state #>> '{counters,failed}')::pg_catalog.int8, 0) + $9, "
+"                  'dead_lettered', COALESCE((h.state #>> '{counters,dead_lettered}')::pg_catalog.int8, 0) + $10)) "
+"          ELSE '{}' END "
+"       || CASE WHEN $11 IS NOT NULL THEN pg_catalog.jsonb_build_object('last_error', "
+"              pg_catalog.jsonb_build_object('message', $11, 'at', pg_catalog.now())) "
+"          ELSE '{}' END "
+"       - CASE WHEN $11 IS NULL AND $8 > 0 THEN 'last_error' ELSE '' END "
+"  FROM (SELECT FROM cluster.lease l WHERE l.key = $3 AND l.fence = $4 FOR SHARE) fenced "
+" WHERE h.id = $1 AND h.epoch = $2";
+
+static SPIPlanPtr
+commit_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[COMMIT_ARGS] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
+	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(commit_sql, COMMIT_ARGS, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the handler commit: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+	}
+	return plan;
+}
+
 bool
 handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 			   int64 fence)
@@ -407,33 +452,32 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 	StringInfoData cursor,
 				done,
 				retry;
-	Oid			types[11] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
-	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
-	bool		isnull;
+	Datum		values[COMMIT_ARGS];
+	char		nulls[COMMIT_ARGS];
+	int			i = 0;
 
 	initStringInfo(&cursor);
 	initStringInfo(&done);
 	initStringInfo(&retry);
 	tracker_state_json(h->tracker, &cursor, &done, &retry);
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int32GetDatum(h->id);
-	values[1] = Int32GetDatum(h->epoch);
-	values[2] = CStringGetTextDatum(lease_key);
-	values[3] = Int64GetDatum(fence);
-	values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(cursor.data));
-	values[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(done.data));
-	values[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(retry.data));
-	values[7] = Int64GetDatum(out->processed);
-	values[8] = Int64GetDatum(out->failed);
-	values[9] = Int64GetDatum(list_length(out->dead));
-	values[10] = out->last_error ? CStringGetTextDatum(out->last_error) : (Datum) 0;
-	nulls[10] = out->last_error ? ' ' : 'n';
+	values[i++] = Int32GetDatum(h->id);
+	values[i++] = Int32GetDatum(h->epoch);
+	values[i++] = CStringGetTextDatum(lease_key);
+	values[i++] = Int64GetDatum(fence);
+	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(cursor.data));
+	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(done.data));
+	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(retry.data));
+	values[i++] = Int64GetDatum(out->processed);
+	values[i++] = Int64GetDatum(out->failed);
+	values[i++] = Int64GetDatum(list_length(out->dead));
+	nulls[i] = out->last_error ? ' ' : 'n';
+	values[i++] = out->last_error ? CStringGetTextDatum(out->last_error) : (Datum) 0;
+	Assert(i == COMMIT_ARGS);
 
-	spi_exec_checked("SELECT cluster._commit_handler($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-					 11, types, values, nulls, SPI_OK_SELECT);
-	if (!DatumGetBool(spi_getdatum(0, 1, &isnull)))
+	if (SPI_execute_plan(commit_plan(), values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "committing %s failed", h->what);
+	if (SPI_processed == 0)
 		return false;
 	if (out->dead != NIL)
 		insert_dead_letters(h, out->dead);

@@ -115,8 +115,8 @@ as_ok('alice', "SELECT cluster.revoke_worker('alice_h', 'wanda'); SELECT cluster
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.worker"), '0',
 	'revoking unregistered wanda\'s worker');
 denied('wanda', "SELECT * FROM cluster.dead_letters", 'reading dead letters');
-denied('wanda', "SELECT cluster._commit_handler($hid, 0, 'coordinator/default', $fence, '[]', '[]', '{}', 0, 0, 0, NULL)",
-	'the leader\'s commit function');
+denied('wanda', "UPDATE cluster.handler SET state = state || '{\"cursor\": [\"0\", \"0\"]}' WHERE id = $hid",
+	'moving a cursor the way the leader commits it');
 
 # --- a second cluster_admin -------------------------------------------------
 # alice's events: no pump, no handler, no direct row gets them to bob

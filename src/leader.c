@@ -42,6 +42,7 @@
 #define ERROR_MIN_MS 1000
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
+#define SAVE_EVERY_MS 10		/* acked events are committed within this */
 
 /* What the leader keeps of a handler's turns; only this module writes it. */
 typedef struct Turn
@@ -52,6 +53,15 @@ typedef struct Turn
 	int			blocked_ms;		/* poll backoff while events wait on xmin */
 	TimestampTz due;			/* when the last round asked to be run again */
 	uint64		publications;	/* shmem_publications() before that round */
+	/* workers' answers settled but not yet committed (see may_defer) */
+	bool		force_save;
+	bool		unsaved;
+	int64		unsaved_processed;
+	TimestampTz unsaved_since;
+	/* the last read that found everything there was, and not blocked */
+	bool		read_all;
+	uint64		read_publications;	/* shmem_publications() before it */
+	TimestampTz read_at;
 	int			error_backoff_ms;
 	TimestampTz retry_after;	/* after an unexpected error */
 } Turn;
@@ -83,6 +93,21 @@ round_wait(Turn *turn, bool caught_up)
 }
 
 /*
+ * Is there anything to read?  Not when the last read found everything
+ * there was, nothing was blocked, and no event has been committed since
+ * (the publications counter moves at every commit that adds events to a
+ * pump's source): a round that only settles workers' answers then reads
+ * nothing.  Sources written without the wake trigger are read at least
+ * once per poll interval.
+ */
+static bool
+worth_reading(Turn *turn, TimestampTz now)
+{
+	return !turn->read_all || turn->read_publications != turn->publications ||
+		TimestampDifferenceExceeds(turn->read_at, now, cluster_poll_interval);
+}
+
+/*
  * A round's commit does not wait for its WAL to reach the disk (or a
  * synchronous standby).  Everything the round changes commits together:
  * the handler's progress, its dead letters, and a SQL function's own
@@ -111,6 +136,34 @@ executor_for(HandlerRun *h)
 }
 
 /*
+ * Workers' acks alone need not be committed at once: the events' effects
+ * are the workers', outside this transaction, and what a lost commit costs
+ * is sending them again, as after any crash.  They are committed with the
+ * next round that writes anything, and at the latest SAVE_EVERY_MS after
+ * the first of them: under a stream of small deliveries that is one commit
+ * for many acks instead of one each.  A failure, a dead letter, a patch or
+ * an error commits at once, as does everything a SQL function did.
+ */
+static bool
+may_defer(Turn *turn, const Executor *ex, BatchOutcome *out, TimestampTz now)
+{
+	if (ex != &remote_executor || out->failed > 0 || out->dead != NIL ||
+		out->patched || out->last_error != NULL)
+		return false;
+	return !turn->unsaved ||
+		!TimestampDifferenceExceeds(turn->unsaved_since, now, SAVE_EVERY_MS);
+}
+
+/* ms until deferred acks must be committed; -1 when none wait */
+static long
+save_due_ms(Turn *turn, TimestampTz now)
+{
+	if (!turn->unsaved)
+		return -1;
+	return Max(0, SAVE_EVERY_MS - TimestampDifferenceMilliseconds(turn->unsaved_since, now));
+}
+
+/*
  * One transaction; returns 0 when it did work that may continue at once,
  * else how long to wait.
  */
@@ -123,6 +176,7 @@ handler_round(Leader *l, Turn *turn)
 	BatchOutcome out = {0};
 	int			room,
 				got = 0;
+	bool		reading = false;
 	long		wait = cluster_poll_interval;
 
 	worker_xact_begin("cluster: pumping");
@@ -134,10 +188,13 @@ handler_round(Leader *l, Turn *turn)
 			executors[i]->forget(h);
 		handler_load(h);
 		turn->needs_load = false;
+		turn->read_all = false;
+		turn->unsaved = false;	/* the tracker forgot them: they go out again */
+		turn->unsaved_processed = 0;
 	}
 	for (size_t i = 0; i < lengthof(executors); i++)
 		executors[i]->settle(l, h, &out);
-	ex = executor_for(h);
+	ex = turn->force_save ? NULL : executor_for(h);
 	if (ex != NULL)
 	{
 		int64		settled = out.processed + out.failed;
@@ -152,29 +209,52 @@ handler_round(Leader *l, Turn *turn)
 			more_replays = turn->replay_pending && out.processed + out.failed > settled;
 		}
 		room = Min(tracker_room(t), h->batch_size);
-		if (room > 0)
+		reading = room > 0 && worth_reading(turn, GetCurrentTimestamp());
+		if (reading)
 			got = pump_read(h->pump, t, room);
 		run_wait = ex->run(l, h, &out);
 		if (run_wait == 0 || more_replays)
 			wait = 0;
 		else
 		{
-			wait = round_wait(turn, room > 0 && got < room);
+			wait = round_wait(turn, reading && got < room);
 			if (run_wait > 0)
 				wait = Min(wait, run_wait);
 		}
+		if (reading)
+		{
+			turn->read_all = got < room && turn->blocked_ms == 0;
+			turn->read_publications = turn->publications;
+			turn->read_at = GetCurrentTimestamp();
+		}
 	}
 
-	if (out.processed > 0 || out.failed > 0 || out.patched)
+	if (out.processed > 0 || out.failed > 0 || out.patched || turn->unsaved)
 	{
+		TimestampTz now = GetCurrentTimestamp();
+
 		tracker_advance(t);
-		if (!handler_commit(h, &out, l->lease_key, l->fence))
+		if (!turn->force_save && may_defer(turn, ex, &out, now))
 		{
-			/* deposed, or the handler was reset: undo the round */
-			worker_xact_abort();
-			turn->needs_load = true;
-			l->fence_lost = true;
-			return 0;
+			if (!turn->unsaved)
+				turn->unsaved_since = now;
+			turn->unsaved = true;
+			turn->unsaved_processed += out.processed;
+			wait = Min(wait, save_due_ms(turn, now));
+		}
+		else
+		{
+			out.processed += turn->unsaved_processed;
+			turn->unsaved = false;
+			turn->unsaved_processed = 0;
+			if (!handler_commit(h, &out, l->lease_key, l->fence))
+			{
+				/* deposed, or the handler was reset: undo the round */
+				worker_xact_abort();
+				turn->needs_load = true;
+				l->fence_lost = true;
+				return 0;
+			}
 		}
 	}
 	worker_xact_commit();
@@ -314,6 +394,38 @@ leader_report_workers(void)
 	pfree(stats);
 }
 
+/*
+ * Commit the acks that wait (see may_defer) before the handlers are
+ * unloaded; a deposed leader's commit is refused, and the events go out
+ * again from the new leader.
+ */
+static void
+leader_save(Leader *l)
+{
+	ListCell   *lc;
+
+	foreach(lc, l->handlers)
+	{
+		Turn	   *turn = lfirst(lc);
+		MemoryContext cxt = CurrentMemoryContext;
+
+		if (!turn->unsaved || turn->needs_load || l->fence_lost)
+			continue;
+		turn->force_save = true;
+		PG_TRY();
+		{
+			(void) handler_round(l, turn);
+		}
+		PG_CATCH();
+		{
+			(void) handler_failed(turn, cxt);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		turn->force_save = false;
+	}
+}
+
 static void
 leader_unload(Leader *l)
 {
@@ -344,6 +456,7 @@ leader_load(Leader *l)
 	MemoryContext old;
 	bool		broken = false;
 
+	leader_save(l);
 	leader_unload(l);
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
@@ -456,6 +569,7 @@ leader_stop(Leader *l)
 {
 	if (l->cxt == NULL)
 		return;
+	leader_save(l);
 	leader_unload(l);
 	MemoryContextDelete(l->cxt);
 	l->cxt = NULL;

@@ -5,8 +5,9 @@
 //
 // usage: node flowcore-worker.js PORT LOGFILE [--fail-every N] [--slow MS]
 //        [--secret S] [--never-answer] [--bad-fence] [--bad-json]
-// --latency FILE: for events whose payload has "t" (an ISO timestamp taken
-// when published), append how many ms later the worker received them.
+// --latency FILE: for each event, append "<event id> <ms since the epoch
+// when the worker received it> <ms after the payload's "t">" (t: an ISO
+// timestamp taken when published; "-" without one).
 // --tls-cert FILE --tls-key FILE: serve wss:// instead of ws://.
 // --huge: answer every delivery with a 17 MB message (over the leader's limit).
 // --answer MODE: answer each delivery another way, for the tests of the
@@ -69,6 +70,13 @@ function parse(data) {
   }
   return JSON.parse(data.toString());
 }
+// ms since the epoch of an ISO timestamp with microseconds: Date.parse
+// keeps only milliseconds, which would add half a millisecond on average
+function publishedAt(t) {
+  const fraction = /\.(\d+)/.exec(t);
+  const micros = fraction ? Number((fraction[1] + '000000').slice(0, 6)) : 0;
+  return Date.parse(t.replace(/\.\d+/, '')) + micros / 1000;
+}
 wss.on('connection', (ws) => {
   ws.on('message', (data) => {
     const msg = parse(data);
@@ -76,8 +84,8 @@ wss.on('connection', (ws) => {
     if (msg.type !== 'events') return; // hello and anything else: not ours
     if (latencyFile) {
       const now = performance.timeOrigin + performance.now();
-      const lines = msg.events.filter((e) => e.payload && e.payload.t)
-        .map((e) => `${(now - Date.parse(e.payload.t)).toFixed(3)}\n`).join('');
+      const lines = msg.events.map((e) => `${e.id} ${now.toFixed(3)} ${
+        e.payload && e.payload.t ? (now - publishedAt(e.payload.t)).toFixed(3) : '-'}\n`).join('');
       if (lines) fs.appendFileSync(latencyFile, lines);
     }
     if (neverAnswer) return;

@@ -21,7 +21,6 @@
 #include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -107,24 +106,6 @@ worth_reading(Turn *turn, TimestampTz now)
 		TimestampDifferenceExceeds(turn->read_at, now, cluster_poll_interval);
 }
 
-/*
- * A round's commit does not wait for its WAL to reach the disk (or a
- * synchronous standby).  Everything the round changes commits together:
- * the handler's progress, its dead letters, and a SQL function's own
- * writes.  Lost in a crash, the round is lost whole and the next leader
- * does it again from the last durable cursor: no event is lost, a SQL
- * function's effects still happen once, workers see the events again as
- * after any crash.  Whatever comes later (a retention delete, the next
- * round) is durable only once this is: WAL is written in order.  Leases
- * are taken and renewed in transactions of their own that do wait.
- */
-static void
-commit_without_waiting(void)
-{
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
-}
-
 /* The executor that runs this round: the workers if one is connected. */
 static const Executor *
 executor_for(HandlerRun *h)
@@ -180,7 +161,6 @@ handler_round(Leader *l, Turn *turn)
 	long		wait = cluster_poll_interval;
 
 	worker_xact_begin("cluster: pumping");
-	commit_without_waiting();
 	handler_check_rights(h);
 	if (turn->needs_load)
 	{

@@ -406,7 +406,7 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
  * grow, last_error is set or (when events were handled again) cleared.
  * Only while the lease still carries the leader's fence (locked FOR SHARE,
  * so a takeover waits for it) and the handler's epoch is unchanged (a
- * reset raises it).  One statement, planned once per engine.
+ * reset raises it).  One statement, planned once per engine (generic).
  */
 #define COMMIT_ARGS 11
 static const char *commit_sql =
@@ -435,7 +435,8 @@ commit_plan(void)
 
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(commit_sql, COMMIT_ARGS, types);
+		SPIPlanPtr	p = SPI_prepare_cursor(commit_sql, COMMIT_ARGS, types,
+										   CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the handler commit: %s",

@@ -165,10 +165,15 @@ after_position(Pump *pump)
 					stream_filter(pump), pump->txid, pump->id_col);
 }
 
+/*
+ * A kept plan, generic: planned once, not again for each batch with its
+ * parameters (a custom plan cost the leader more than the read itself).
+ * With sorting off (execute_as_owner) it walks the (txid, id) index.
+ */
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare pump statement: %s (%s)", sql,

@@ -35,6 +35,8 @@
 #define Anum_load_to_txids		6
 #define Anum_load_to_ids		7
 #define Anum_load_attempts		8
+#define Anum_load_counts		9
+#define Anum_load_errors		10
 
 static Datum *
 load_array(int col, Oid type, int *n)
@@ -61,7 +63,14 @@ load_restore(HandlerRun *h)
 	Datum	   *to_txids = load_array(Anum_load_to_txids, TEXTOID, &n);
 	Datum	   *to_ids = load_array(Anum_load_to_ids, INT8OID, &n);
 	Datum	   *attempts = load_array(Anum_load_attempts, INT4OID, &n);
+	Datum	   *counts = load_array(Anum_load_counts, INT4OID, &n);
+	bool	   *error_nulls;
+	Datum	   *errors;
 	RestoreRange *ranges = palloc(sizeof(RestoreRange) * Max(n, 1));
+	bool		isnull;
+
+	deconstruct_array(DatumGetArrayTypeP(spi_getdatum(0, Anum_load_errors, &isnull)), TEXTOID,
+					  -1, false, TYPALIGN_INT, &errors, &error_nulls, &n);
 
 	for (int k = 0; k < n; k++)
 	{
@@ -70,6 +79,8 @@ load_restore(HandlerRun *h)
 		ranges[k].to.txid = strtou64(TextDatumGetCString(to_txids[k]), NULL, 10);
 		ranges[k].to.id = DatumGetInt64(to_ids[k]);
 		ranges[k].attempts = DatumGetInt32(attempts[k]);
+		ranges[k].count = DatumGetInt32(counts[k]);
+		ranges[k].error = error_nulls[k] ? NULL : TextDatumGetCString(errors[k]);
 	}
 	tracker_restore(h->tracker, n, ranges);
 }
@@ -320,12 +331,13 @@ handler_load(HandlerRun *h)
 	spi_exec_checked("WITH h AS (SELECT epoch, state FROM cluster.handler WHERE id = $1), "
 					 "s AS (SELECT (e ->> 0)::pg_catalog.xid8 AS txid, (e ->> 1)::pg_catalog.int8 AS id, "
 					 "             COALESCE(e ->> 2, e ->> 0)::pg_catalog.xid8 AS to_txid, "
-					 "             COALESCE(e ->> 3, e ->> 1)::pg_catalog.int8 AS to_id, -1 AS attempts "
+					 "             COALESCE(e ->> 3, e ->> 1)::pg_catalog.int8 AS to_id, -1 AS attempts, "
+					 "             COALESCE((e ->> 4)::int, 1) AS count, NULL::pg_catalog.text AS error "
 					 "        FROM h, pg_catalog.jsonb_array_elements(h.state -> 'done') e "
 					 "      UNION ALL "
 					 "      SELECT (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
 					 "             (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
-					 "             (r.value ->> 'attempts')::int "
+					 "             (r.value ->> 'attempts')::int, 1, r.value ->> 'error' "
 					 "        FROM h, pg_catalog.jsonb_each(h.state -> 'retry') r) "
 					 "SELECT h.epoch, (h.state #>> '{cursor,0}')::pg_catalog.xid8, "
 					 "       (h.state #>> '{cursor,1}')::pg_catalog.int8, "
@@ -333,7 +345,9 @@ handler_load(HandlerRun *h)
 					 "       ARRAY(SELECT s.id FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.to_txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.to_id FROM s ORDER BY s.txid, s.id), "
-					 "       ARRAY(SELECT s.attempts FROM s ORDER BY s.txid, s.id) "
+					 "       ARRAY(SELECT s.attempts FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.count FROM s ORDER BY s.txid, s.id), "
+					 "       ARRAY(SELECT s.error FROM s ORDER BY s.txid, s.id) "
 					 "  FROM h",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)

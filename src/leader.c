@@ -158,6 +158,7 @@ handler_round(Leader *l, Turn *turn)
 	int			room,
 				got = 0;
 	bool		reading = false;
+	bool		passed = false;
 	long		wait = cluster_poll_interval;
 
 	worker_xact_begin("cluster: pumping");
@@ -191,9 +192,13 @@ handler_round(Leader *l, Turn *turn)
 		room = Min(tracker_room(t), h->batch_size);
 		reading = room > 0 && worth_reading(turn, GetCurrentTimestamp());
 		if (reading)
+		{
 			got = pump_read(h->pump, t, room);
+			/* events a previous leader did (restored as done) pass at once */
+			passed = tracker_advance(t);
+		}
 		run_wait = ex->run(l, h, &out);
-		if (run_wait == 0 || more_replays)
+		if (run_wait == 0 || more_replays || passed)
 			wait = 0;
 		else
 		{
@@ -209,7 +214,7 @@ handler_round(Leader *l, Turn *turn)
 		}
 	}
 
-	if (out.processed > 0 || out.failed > 0 || out.patched || turn->unsaved)
+	if (out.processed > 0 || out.failed > 0 || out.patched || turn->unsaved || passed)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 

@@ -73,6 +73,9 @@ tracker_restore(Tracker *t, int n, RestoreRange *ranges)
 	t->next_restore = 0;
 	t->restore = MemoryContextAlloc(t->cxt, sizeof(RestoreRange) * Max(n, 1));
 	memcpy(t->restore, ranges, sizeof(RestoreRange) * n);
+	for (int i = 0; i < n; i++)
+		if (ranges[i].error)
+			t->restore[i].error = MemoryContextStrdup(t->cxt, ranges[i].error);
 }
 
 int
@@ -101,12 +104,19 @@ tracker_add(Tracker *t, EventPos pos, const Event *event)
 	if (t->next_restore < t->n_restore &&
 		eventpos_cmp(t->restore[t->next_restore].from, pos) <= 0)
 	{
-		int			attempts = t->restore[t->next_restore].attempts;
+		RestoreRange *r = &t->restore[t->next_restore];
 
-		if (attempts < 0)
+		if (r->attempts < 0)
+		{
 			ev->done = true;
+			r->count--;
+		}
 		else
-			ev->attempts = attempts;
+		{
+			ev->attempts = r->attempts;
+			if (r->error)
+				ev->last_error = MemoryContextStrdup(t->cxt, r->error);
+		}
 	}
 }
 
@@ -323,7 +333,46 @@ tracker_next_due_ms(Tracker *t, TimestampTz now)
 }
 
 /*
- * The persistent part, as JSON for cluster._commit_handler: the cursor,
+ * What the last leader left beyond what has been read again: without it a
+ * commit would forget events done above a stuck one that this leader has
+ * not read yet, and the next leader would hand them out again.  A done
+ * range is cut to what lies past the read position.
+ */
+static void
+unread_restore_json(Tracker *t, StringInfo done, StringInfo retry, bool first_retry)
+{
+	EventPos	after = {t->read_pos.txid, t->read_pos.id + 1};
+
+	for (int i = t->next_restore; i < t->n_restore; i++)
+	{
+		RestoreRange *r = &t->restore[i];
+
+		if (eventpos_cmp(r->to, t->read_pos) <= 0)
+			continue;
+		if (r->attempts < 0)
+		{
+			EventPos	from = eventpos_cmp(r->from, after) < 0 ? after : r->from;
+
+			if (r->count <= 0)
+				continue;
+			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\", \""
+							 UINT64_FORMAT "\", \"" INT64_FORMAT "\", %d]",
+							 done->len > 1 ? ", " : "", from.txid, from.id,
+							 r->to.txid, r->to.id, r->count);
+		}
+		else
+		{
+			appendStringInfo(retry, "%s\"" INT64_FORMAT "\": {\"txid\": \"" UINT64_FORMAT "\", \"attempts\": %d, \"error\": ",
+							 first_retry ? "" : ", ", r->from.id, r->from.txid, r->attempts);
+			escape_json(retry, r->error ? r->error : "");
+			appendStringInfoChar(retry, '}');
+			first_retry = false;
+		}
+	}
+}
+
+/*
+ * The persistent part, as JSON for the round's commit: the cursor,
  * the done events above it as ranges of consecutive events ([from txid,
  * from id, to txid, to id, count]: a stuck event with thousands done
  * behind it is one range), and the attempts of failed events (keyed by
@@ -364,6 +413,7 @@ tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
 			first_retry = false;
 		}
 	}
+	unread_restore_json(t, done, retry, first_retry);
 	appendStringInfoChar(done, ']');
 	appendStringInfoChar(retry, '}');
 }

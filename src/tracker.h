@@ -57,13 +57,16 @@ typedef struct Tracker
 
 /*
  * What the last leader left above the cursor: a range of done events
- * (attempts -1), or one failed event (from = to) with its attempts.
+ * (attempts -1) and how many of them are still to be read, or one failed
+ * event (from = to) with its attempts and last error.
  */
 typedef struct RestoreRange
 {
 	EventPos	from;
 	EventPos	to;
 	int			attempts;
+	int			count;
+	char	   *error;
 } RestoreRange;
 
 extern int	eventpos_cmp(EventPos a, EventPos b);

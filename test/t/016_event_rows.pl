@@ -68,10 +68,10 @@ $node->safe_psql('postgres', q{
 });
 ok(defined poll_until($node, "SELECT count(*) FROM seen", '2003'), 'the 2000 events behind the stuck one are handled');
 ok(defined poll_until($node,
-		"SELECT jsonb_array_length(state -> 'done') || ' ' || (state -> 'done' -> 0 ->> 4) FROM cluster.handler",
+		"SELECT jsonb_array_length(state -> 'done') || ' ' || (state -> 'done' -> 0 ->> 4) FROM cluster.handler WHERE name = 'rows'",
 		'1 2000'),
 	'they are kept as one done range of 2000 events');
-is($node->safe_psql('postgres', "SELECT lag_events FROM cluster.handlers"), '1',
+is($node->safe_psql('postgres', "SELECT lag_events FROM cluster.handlers WHERE name = 'rows'"), '1',
 	'the lag counts only the stuck event');
 
 # a new leader restores the range and the retry: nothing is handled twice
@@ -83,7 +83,49 @@ $node->safe_psql('postgres', "INSERT INTO outbox (body) VALUES ('{\"n\": 9999}')
 ok(defined poll_until($node, "SELECT count(*) FROM seen", '2004'), 'a new event is handled by the new leader');
 is($node->safe_psql('postgres', "SELECT count(*) - count(DISTINCT id) FROM seen"), '0',
 	'no event was handled twice');
-is($node->safe_psql('postgres', "SELECT (state -> 'retry' -> '4' ->> 'attempts')::int > 1 FROM cluster.handler"), 't',
+is($node->safe_psql('postgres', "SELECT (state -> 'retry' -> '4' ->> 'attempts')::int > 1 FROM cluster.handler WHERE name = 'rows'"), 't',
 	'the stuck event keeps its attempts');
+
+# reloads (each retries the stuck event at once, and commits) while the
+# new leader has read only part of the range: what it has not read yet
+# stays done
+$node->safe_psql('postgres', "SELECT cluster.create_pump('other')");
+for my $i (1 .. 3)
+{
+	my $attempts = $node->safe_psql('postgres', "SELECT state -> 'retry' -> '4' ->> 'attempts' FROM cluster.handler WHERE name = 'rows'");
+	$node->safe_psql('postgres', "SELECT cluster.create_handler('reload$i', 'other')");
+	ok(defined poll_until($node,
+			"SELECT (state -> 'retry' -> '4' ->> 'attempts')::int > $attempts FROM cluster.handler WHERE name = 'rows'", 't'),
+		"reload $i: the stuck event was tried again");
+}
+is($node->safe_psql('postgres', "SELECT count(*) - count(DISTINCT id) FROM seen"), '0',
+	'no event was handled twice through the reloads');
+is($node->safe_psql('postgres', "SELECT lag_events FROM cluster.handlers WHERE name = 'rows'"), '1',
+	'and the range is still known: only the stuck event is ahead');
+# dead letters as a restore can bring them (the database's owner may insert
+# them): shapes the leader never wrote are replayed without harm
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('plain');
+	CREATE FUNCTION take_all(events cluster.event[]) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO seen SELECT * FROM unnest(events) $$;
+	SELECT cluster.create_handler('plain', 'plain', 'take_all(cluster.event[])');
+	INSERT INTO cluster.dead_letters (handler_id, event_id, event, attempts, last_error, replay)
+	SELECT h.id, 900000 + n, e, 1, 'restored', false
+	  FROM cluster.handler h,
+		   (VALUES (1, '5'::jsonb), (2, '[1, 2]'), (3, '{"payload": {"n": 3}, "createdAt": "not a time", "key": 7}'),
+				   (4, '{"payload": null, "headers": "h", "createdAt": "2024-05-01T12:00:00+00:00", "key": "k"}')) AS d(n, e)
+	 WHERE h.name = 'plain';
+	SELECT cluster.replay_dead_letters('plain');
+});
+ok(defined poll_until($node, "SELECT count(*) FROM seen WHERE id > 900000", '4'),
+	'four dead letters of odd shapes are replayed');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(format('%s %s %s %s', id - 900000, coalesce(key, '-'), coalesce(payload::text, '-'),
+							 coalesce(created_at::text, '-')), ', ' ORDER BY id)
+	  FROM seen WHERE id > 900000}),
+	'1 - null -, 2 - null -, 3 - {"n": 3} -, 4 k null 2024-05-01 12:00:00+00',
+	'what can be read of them is read; the rest is absent');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.dead_letters"), '0', 'and they are gone');
+
 $node->stop;
 done_testing();

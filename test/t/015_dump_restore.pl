@@ -50,13 +50,21 @@ my $dump = "$PostgreSQL::Test::Utils::tmp_check/src.dump";
 $node->command_ok(['pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('src')], 'pg_dump of the source');
 $node->command_ok(['pg_restore', '-d', $node->connstr('dst'), $dump], 'pg_restore into another database');
 
-ok(defined poll_until_in($node, 'dst', "SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
-	"the copy has its own leader, with a fence above the dumped $fence");
-is($node->safe_psql('dst', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
-	$node->safe_psql('src', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
-	'counters, dead letters and cursor carried over');
-is($node->safe_psql('dst', "SELECT cluster.handler_state('h')"), $state, 'the state carried over');
-is($node->safe_psql('dst', "SELECT count(*) FROM seen"), '9', 'nothing was handled again in the copy');
+# the copy "to" of "from", restored: its own leader above the dumped fence,
+# the handler's progress and state as they were, nothing handled again
+sub restored_as_dumped
+{
+	my ($from, $to) = @_;
+	my $progress = "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers";
+
+	ok(defined poll_until_in($node, $to, "SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
+		"$to has its own leader, with a fence above the dumped $fence");
+	is($node->safe_psql($to, $progress), $node->safe_psql($from, $progress),
+		"$to: counters, dead letters and cursor carried over");
+	is($node->safe_psql($to, "SELECT cluster.handler_state('h')"), $state, "$to: the state carried over");
+	is($node->safe_psql($to, "SELECT count(*) FROM seen"), '9', "$to: nothing was handled again");
+}
+restored_as_dumped('src', 'dst');
 
 $node->safe_psql('dst', "INSERT INTO outbox (payload) SELECT jsonb_build_object('n', i) FROM generate_series(11, 15) i");
 ok(defined poll_until_in($node, 'dst', "SELECT count(*) FROM seen", '14'), 'new events in the copy are handled there');
@@ -116,14 +124,8 @@ print $fh grep { !/ SCHEMA - cluster | COMMENT - EXTENSION cluster / } split /^/
 close $fh;
 $node->command_ok(['pg_restore', '--enable-row-security', '--exit-on-error', '-L', $list, '-d', $as->('dbo', 'app2'), $dump],
 	'pg_restore by the database owner, without an error');
-ok(defined poll_until_in($node, 'app2', "SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $fence", '1'),
-	"app2's leader took over above the restored fence $fence");
-is($node->safe_psql('app2', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
-	$node->safe_psql('app', "SELECT processed || '/' || dead_letters || ' ' || cursor FROM cluster.handlers"),
-	'counters, dead letters and cursor carried over');
-is($node->safe_psql('app2', "SELECT cluster.handler_state('h')"), $state, 'the state carried over');
+restored_as_dumped('app', 'app2');
 is($node->safe_psql('app2', "SELECT grantee FROM cluster.grants"), 'carol', 'the consent carried over');
-is($node->safe_psql('app2', "SELECT count(*) FROM seen"), '9', 'nothing was handled again');
 $node->safe_psql('app2', "INSERT INTO outbox (payload) VALUES ('{\"n\": 11}')");
 ok(defined poll_until_in($node, 'app2', "SELECT count(*) FROM seen", '10'), 'new events in app2 are handled');
 

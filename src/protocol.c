@@ -476,12 +476,13 @@ protocol_free(WorkerMessage *msg)
 
 /*
  * An event in its wire form, as JSON text: the payload and headers as
- * stored, printed once.
+ * stored, printed once.  The id is a string: a JavaScript number can't
+ * hold every bigint.
  */
 static void
 event_text(StringInfo buf, const char *stream, const Event *ev, int attempt)
 {
-	appendStringInfo(buf, "{\"id\": " INT64_FORMAT ", \"key\": ", ev->id);
+	appendStringInfo(buf, "{\"id\": \"" INT64_FORMAT "\", \"key\": ", ev->id);
 	if (ev->key)
 		escape_json(buf, ev->key);
 	else
@@ -562,7 +563,7 @@ push_event(JsonbParseState **state, const char *stream, const Event *ev, int att
 	char		ts[MAXDATELEN + 1];
 
 	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-	push_number(state, "id", ev->id);
+	push_string(state, "id", psprintf(INT64_FORMAT, ev->id));
 	push_string(state, "stream", stream);
 	push_string(state, "key", ev->key);
 	push_jsonb(state, "payload", ev->payload);

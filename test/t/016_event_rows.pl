@@ -49,6 +49,22 @@ $node->safe_psql('postgres', q{
 		('bob', '"a scalar"', '{}');
 });
 ok(defined poll_until($node, "SELECT count(*) FROM seen", '3'), 'the three events arrive');
+
+# the same events as a jsonb batch: the wire form, its id a string
+$node->safe_psql('postgres', q{
+	CREATE TABLE shapes (id text, shape text);
+	CREATE FUNCTION shape(batch jsonb) RETURNS void LANGUAGE sql AS $$
+		INSERT INTO shapes SELECT e ->> 'id', jsonb_typeof(e -> 'id') || ' ' ||
+			(SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(e) k) || ' ' || (e ->> 'createdAt')::timestamptz::text
+		  FROM jsonb_array_elements(batch) e $$;
+	SELECT cluster.create_handler('shape', 'ob', 'shape(jsonb)');
+});
+ok(defined poll_until($node, "SELECT count(*) FROM shapes", '3'), 'a jsonb handler of the same pump gets them too');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM shapes s JOIN outbox o ON o.seq::text = s.id
+	 WHERE s.shape = 'string attempt,createdAt,headers,id,key,payload,stream ' || o.at::text}), '3',
+	'as objects with the documented fields, the id a string, createdAt the stored time');
+$node->safe_psql('postgres', "SELECT cluster.drop_handler('shape')");
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM seen s JOIN outbox o ON o.seq = s.id
 	 WHERE s.stream = 'ob' AND s.key IS NOT DISTINCT FROM o.account AND s.payload = o.body

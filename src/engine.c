@@ -151,7 +151,7 @@ engine_lead(Engine *e)
 		engine_schedule(e, now);
 		engine_set_role(e, ENGINE_LEADER);
 	}
-	work_ms = leader_work(&e->leader);
+	work_ms = leader_work(&e->leader, e->renew_at);
 	if (!lease_relock(e->coordinator_id))
 	{
 		engine_step_down(e, "Its advisory lock was released by code that ran in the engine, and another engine took it.");

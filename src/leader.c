@@ -325,11 +325,10 @@ handler_work(Leader *l, Turn *turn)
 }
 
 long
-leader_work(Leader *l)
+leader_work(Leader *l, TimestampTz until)
 {
 	long		wait = cluster_poll_interval;
 	MemoryContext old = MemoryContextSwitchTo(l->cxt);
-	ListCell   *lc;
 
 	if (l->generation != shmem_config_generation() ||
 		(l->reload_at != 0 && GetCurrentTimestamp() >= l->reload_at))
@@ -344,8 +343,16 @@ leader_work(Leader *l)
 		if (dial >= 0)
 			wait = Min(wait, dial);
 	}
-	foreach(lc, l->handlers)
-		wait = Min(wait, handler_work(l, lfirst(lc)));
+	for (int k = 0, n = list_length(l->handlers); k < n; k++)
+	{
+		if (k > 0 && GetCurrentTimestamp() >= until)
+		{
+			l->next_turn = (l->next_turn + k) % n;
+			wait = 0;			/* renew, then the others */
+			break;
+		}
+		wait = Min(wait, handler_work(l, list_nth(l->handlers, (l->next_turn + k) % n)));
+	}
 	if (transport_active())
 		leader_report_workers();
 	if (GetCurrentTimestamp() >= l->next_retention)
@@ -428,6 +435,7 @@ leader_unload(Leader *l)
 		pump_release(lfirst(lc));
 	l->pumps = NIL;
 	l->handlers = NIL;
+	l->next_turn = 0;
 	MemoryContextReset(l->cxt);
 	shmem_handler_forget();
 }

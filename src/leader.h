@@ -7,7 +7,9 @@
  * when it loses or gives it up (everything in memory is forgotten: the
  * next leader starts from the committed cursors).  leader_work() does one
  * pass over the handlers and returns how long the engine may sleep; it
- * never leaves a transaction open.  It sets fence_lost when a commit found
+ * never leaves a transaction open, and it takes no further handler's turn
+ * once "until" (the lease's renewal) has passed: the rest go first in the
+ * next pass, after the engine has renewed.  It sets fence_lost when a commit found
  * the fence changed, so that the engine re-checks its lease at once.
  *
  *-------------------------------------------------------------------------
@@ -27,7 +29,8 @@ typedef struct Leader
 	uint64		generation;		/* of the pump and handler settings loaded */
 	TimestampTz reload_at;		/* 0, or when to load again: a pump was broken */
 	List	   *pumps;			/* Pump * */
-	List	   *handlers;		/* HandlerRun * */
+	List	   *handlers;		/* Turn * (leader.c) */
+	int			next_turn;		/* whose turn comes first in the next pass */
 	TimestampTz next_retention;
 	TimestampTz next_worker_load;
 	bool		fence_lost;
@@ -35,7 +38,7 @@ typedef struct Leader
 
 extern void leader_start(Leader *l, int32 coordinator_id,
 						 const char *coordinator, int64 fence);
-extern long leader_work(Leader *l);
+extern long leader_work(Leader *l, TimestampTz until);
 extern void leader_stop(Leader *l);
 
 /* retention.c */

@@ -425,7 +425,7 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
 #define COMMIT_ARGS 11
 static const char *commit_sql =
 "UPDATE cluster.handler h "
-"   SET state = h.state "
+"   SET state = (h.state "
 "       || pg_catalog.jsonb_build_object('cursor', $5, 'done', $6, 'retry', $7) "
 "       || CASE WHEN $8 <> 0 OR $9 <> 0 OR $10 <> 0 THEN pg_catalog.jsonb_build_object('counters', "
 "              COALESCE(h.state -> 'counters', '{}') || pg_catalog.jsonb_build_object("
@@ -435,7 +435,7 @@ static const char *commit_sql =
 "          ELSE '{}' END "
 "       || CASE WHEN $11 IS NOT NULL THEN pg_catalog.jsonb_build_object('last_error', "
 "              pg_catalog.jsonb_build_object('message', $11, 'at', pg_catalog.now())) "
-"          ELSE '{}' END "
+"          ELSE '{}' END) "
 "       - CASE WHEN $11 IS NULL AND $8 > 0 THEN 'last_error' ELSE '' END "
 "  FROM (SELECT FROM cluster.lease l WHERE l.key = $3 AND l.fence = $4 FOR SHARE) fenced "
 " WHERE h.id = $1 AND h.epoch = $2";

@@ -560,7 +560,8 @@ push_jsonb(JsonbParseState **state, const char *key, Jsonb *value)
 static JsonbValue *
 push_event(JsonbParseState **state, const char *stream, const Event *ev, int attempt)
 {
-	char		ts[MAXDATELEN + 1];
+	/* pushed values are referenced, not copied, until the jsonb is built */
+	char	   *ts = NULL;
 
 	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
 	push_string(state, "id", psprintf(INT64_FORMAT, ev->id));
@@ -569,8 +570,8 @@ push_event(JsonbParseState **state, const char *stream, const Event *ev, int att
 	push_jsonb(state, "payload", ev->payload);
 	push_jsonb(state, "headers", ev->headers);
 	if (ev->has_created_at)
-		JsonEncodeDateTime(ts, TimestampTzGetDatum(ev->created_at), TIMESTAMPTZOID, NULL);
-	push_string(state, "createdAt", ev->has_created_at ? ts : NULL);
+		ts = JsonEncodeDateTime(NULL, TimestampTzGetDatum(ev->created_at), TIMESTAMPTZOID, NULL);
+	push_string(state, "createdAt", ts);
 	push_number(state, "attempt", attempt);
 	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }

@@ -332,6 +332,25 @@ tracker_next_due_ms(Tracker *t, TimestampTz now)
 	return Max(1, TimestampDifferenceMilliseconds(now, next));
 }
 
+/* A done range, [from txid, from id, to txid, to id, count], to "done". */
+static void
+append_done(StringInfo done, EventPos from, EventPos to, int count)
+{
+	appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\", \""
+					 UINT64_FORMAT "\", \"" INT64_FORMAT "\", %d]",
+					 done->len > 1 ? ", " : "", from.txid, from.id, to.txid, to.id, count);
+}
+
+/* A failed event, keyed by id with its txid, attempts and error, to "retry". */
+static void
+append_retry(StringInfo retry, EventPos pos, int attempts, const char *error)
+{
+	appendStringInfo(retry, "%s\"" INT64_FORMAT "\": {\"txid\": \"" UINT64_FORMAT "\", \"attempts\": %d, \"error\": ",
+					 retry->len > 1 ? ", " : "", pos.id, pos.txid, attempts);
+	escape_json(retry, error ? error : "");
+	appendStringInfoChar(retry, '}');
+}
+
 /*
  * What the last leader left beyond what has been read again: without it a
  * commit would forget events done above a stuck one that this leader has
@@ -339,7 +358,7 @@ tracker_next_due_ms(Tracker *t, TimestampTz now)
  * range is cut to what lies past the read position.
  */
 static void
-unread_restore_json(Tracker *t, StringInfo done, StringInfo retry, bool first_retry)
+unread_restore_json(Tracker *t, StringInfo done, StringInfo retry)
 {
 	EventPos	after = {t->read_pos.txid, t->read_pos.id + 1};
 
@@ -349,25 +368,11 @@ unread_restore_json(Tracker *t, StringInfo done, StringInfo retry, bool first_re
 
 		if (eventpos_cmp(r->to, t->read_pos) <= 0)
 			continue;
-		if (r->attempts < 0)
-		{
-			EventPos	from = eventpos_cmp(r->from, after) < 0 ? after : r->from;
-
-			if (r->count <= 0)
-				continue;
-			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\", \""
-							 UINT64_FORMAT "\", \"" INT64_FORMAT "\", %d]",
-							 done->len > 1 ? ", " : "", from.txid, from.id,
-							 r->to.txid, r->to.id, r->count);
-		}
-		else
-		{
-			appendStringInfo(retry, "%s\"" INT64_FORMAT "\": {\"txid\": \"" UINT64_FORMAT "\", \"attempts\": %d, \"error\": ",
-							 first_retry ? "" : ", ", r->from.id, r->from.txid, r->attempts);
-			escape_json(retry, r->error ? r->error : "");
-			appendStringInfoChar(retry, '}');
-			first_retry = false;
-		}
+		if (r->attempts >= 0)
+			append_retry(retry, r->from, r->attempts, r->error);
+		else if (r->count > 0)
+			append_done(done, eventpos_cmp(r->from, after) < 0 ? after : r->from,
+						r->to, r->count);
 	}
 }
 
@@ -382,8 +387,6 @@ void
 tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
 				   StringInfo retry)
 {
-	bool		first_retry = true;
-
 	appendStringInfo(cursor, "[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
 					 t->cursor.txid, t->cursor.id);
 	appendStringInfoChar(done, '[');
@@ -398,22 +401,13 @@ tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
 
 			while (last + 1 < t->count && t->events[last + 1].done)
 				last++;
-			appendStringInfo(done, "%s[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\", \""
-							 UINT64_FORMAT "\", \"" INT64_FORMAT "\", %d]",
-							 done->len > 1 ? ", " : "", ev->pos.txid, ev->pos.id,
-							 t->events[last].pos.txid, t->events[last].pos.id, last - i + 1);
+			append_done(done, ev->pos, t->events[last].pos, last - i + 1);
 			i = last;
 		}
 		else if (ev->attempts > 0)
-		{
-			appendStringInfo(retry, "%s\"" INT64_FORMAT "\": {\"txid\": \"" UINT64_FORMAT "\", \"attempts\": %d, \"error\": ",
-							 first_retry ? "" : ", ", ev->pos.id, ev->pos.txid, ev->attempts);
-			escape_json(retry, ev->last_error ? ev->last_error : "");
-			appendStringInfoChar(retry, '}');
-			first_retry = false;
-		}
+			append_retry(retry, ev->pos, ev->attempts, ev->last_error);
 	}
-	unread_restore_json(t, done, retry, first_retry);
+	unread_restore_json(t, done, retry);
 	appendStringInfoChar(done, ']');
 	appendStringInfoChar(retry, '}');
 }

@@ -38,8 +38,9 @@
 #define Anum_load_counts		9
 #define Anum_load_errors		10
 
+/* An array column of handler_load's row; "nulls" may be NULL (none can be) */
 static Datum *
-load_array(int col, Oid type, int *n)
+load_array(int col, Oid type, bool **nulls, int *n)
 {
 	bool		isnull;
 	Datum	   *elems;
@@ -49,7 +50,7 @@ load_array(int col, Oid type, int *n)
 
 	get_typlenbyvalalign(type, &len, &byval, &align);
 	deconstruct_array(DatumGetArrayTypeP(spi_getdatum(0, col, &isnull)), type, len, byval,
-					  align, &elems, NULL, n);
+					  align, &elems, nulls, n);
 	return elems;
 }
 
@@ -58,19 +59,15 @@ static void
 load_restore(HandlerRun *h)
 {
 	int			n;
-	Datum	   *from_txids = load_array(Anum_load_from_txids, TEXTOID, &n);
-	Datum	   *from_ids = load_array(Anum_load_from_ids, INT8OID, &n);
-	Datum	   *to_txids = load_array(Anum_load_to_txids, TEXTOID, &n);
-	Datum	   *to_ids = load_array(Anum_load_to_ids, INT8OID, &n);
-	Datum	   *attempts = load_array(Anum_load_attempts, INT4OID, &n);
-	Datum	   *counts = load_array(Anum_load_counts, INT4OID, &n);
 	bool	   *error_nulls;
-	Datum	   *errors;
+	Datum	   *from_txids = load_array(Anum_load_from_txids, TEXTOID, NULL, &n);
+	Datum	   *from_ids = load_array(Anum_load_from_ids, INT8OID, NULL, &n);
+	Datum	   *to_txids = load_array(Anum_load_to_txids, TEXTOID, NULL, &n);
+	Datum	   *to_ids = load_array(Anum_load_to_ids, INT8OID, NULL, &n);
+	Datum	   *attempts = load_array(Anum_load_attempts, INT4OID, NULL, &n);
+	Datum	   *counts = load_array(Anum_load_counts, INT4OID, NULL, &n);
+	Datum	   *errors = load_array(Anum_load_errors, TEXTOID, &error_nulls, &n);
 	RestoreRange *ranges = palloc(sizeof(RestoreRange) * Max(n, 1));
-	bool		isnull;
-
-	deconstruct_array(DatumGetArrayTypeP(spi_getdatum(0, Anum_load_errors, &isnull)), TEXTOID,
-					  -1, false, TYPALIGN_INT, &errors, &error_nulls, &n);
 
 	for (int k = 0; k < n; k++)
 	{

@@ -42,9 +42,13 @@ static DbState *my_db;
 /* Is the slot one of this database's? */
 #define MINE(slot) ((slot)->in_use && (slot)->database == MyDatabaseId)
 
-/* Called by the launcher: a scheduler for "database", watched by it. */
-bool
-scheduler_start(Oid database, const char *name, BackgroundWorkerHandle **handle)
+/*
+ * A dynamic background worker of this library connected to a database,
+ * never restarted by the postmaster: the process that starts it watches it.
+ */
+static bool
+start_worker(const char *function, const char *type, const char *name, Datum arg,
+			 BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker = {0};
 
@@ -52,32 +56,35 @@ scheduler_start(Oid database, const char *name, BackgroundWorkerHandle **handle)
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "cluster");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "cluster_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cluster scheduler of database %s", name);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "cluster scheduler");
-	worker.bgw_main_arg = ObjectIdGetDatum(database);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+	worker.bgw_main_arg = arg;
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
+
+/* Called by the launcher: a scheduler for "database", watched by it. */
+bool
+scheduler_start(Oid database, const char *name, BackgroundWorkerHandle **handle)
+{
+	char		title[BGW_MAXLEN];
+
+	snprintf(title, sizeof(title), "cluster scheduler of database %s", name);
+	return start_worker("cluster_scheduler_main", "cluster scheduler", title,
+						ObjectIdGetDatum(database), handle);
 }
 
 static bool
 engine_start(int slotno)
 {
 	EngineSlot *slot = &cluster_shared->engines[slotno];
-	BackgroundWorker worker = {0};
+	char		title[BGW_MAXLEN];
 
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "cluster");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "cluster_engine_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cluster engine %d of coordinator %s",
+	snprintf(title, sizeof(title), "cluster engine %d of coordinator %s",
 			 slot->ordinal, slot->coordinator);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "cluster engine");
-	worker.bgw_main_arg = Int32GetDatum(slotno);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &control[slotno].handle))
+	if (!start_worker("cluster_engine_main", "cluster engine", title,
+					  Int32GetDatum(slotno), &control[slotno].handle))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -117,6 +117,19 @@ executor_for(HandlerRun *h)
 }
 
 /*
+ * ms until deferred acks must be committed; -1 when none wait.  The one
+ * measure of "due": a round that found them not yet due waits this long,
+ * never zero, so that it does not spin until they are.
+ */
+static long
+save_due_ms(Turn *turn, TimestampTz now)
+{
+	if (!turn->unsaved)
+		return -1;
+	return Max(0, SAVE_EVERY_MS - TimestampDifferenceMilliseconds(turn->unsaved_since, now));
+}
+
+/*
  * Workers' acks alone need not be committed at once: the events' effects
  * are the workers', outside this transaction, and what a lost commit costs
  * is sending them again, as after any crash.  They are committed with the
@@ -131,17 +144,7 @@ may_defer(Turn *turn, const Executor *ex, BatchOutcome *out, TimestampTz now)
 	if (ex != &remote_executor || out->failed > 0 || out->dead != NIL ||
 		out->patched || out->last_error != NULL)
 		return false;
-	return !turn->unsaved ||
-		!TimestampDifferenceExceeds(turn->unsaved_since, now, SAVE_EVERY_MS);
-}
-
-/* ms until deferred acks must be committed; -1 when none wait */
-static long
-save_due_ms(Turn *turn, TimestampTz now)
-{
-	if (!turn->unsaved)
-		return -1;
-	return Max(0, SAVE_EVERY_MS - TimestampDifferenceMilliseconds(turn->unsaved_since, now));
+	return !turn->unsaved || save_due_ms(turn, now) > 0;
 }
 
 /*
@@ -198,6 +201,8 @@ handler_round(Leader *l, Turn *turn)
 			passed = tracker_advance(t);
 		}
 		run_wait = ex->run(l, h, &out);
+		/* the deliveries go out now, not after this round's bookkeeping */
+		transport_flush();
 		if (run_wait == 0 || more_replays || passed)
 			wait = 0;
 		else

@@ -570,6 +570,18 @@ transport_wait(long timeout_ms)
 	uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/*
+ * Write what is queued and take in what has arrived, without waiting: a
+ * leader that goes on working after a round sends that round's deliveries
+ * now, not when it next waits.
+ */
+void
+transport_flush(void)
+{
+	if (context != NULL)
+		uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 /* Did the connection come up since the last call?  (Then say hello.) */
 bool
 transport_take_connected(WorkerConn *c)

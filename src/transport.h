@@ -78,5 +78,6 @@ extern bool transport_take_connected(WorkerConn *c);
 extern bool transport_take_lost(WorkerConn *c);
 extern void transport_works(WorkerConn *c);
 extern void transport_wait(long timeout_ms);
+extern void transport_flush(void);
 
 #endif							/* CLUSTER_TRANSPORT_H */

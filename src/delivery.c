@@ -922,6 +922,30 @@ refuse_oversized(HandlerRun *h, BatchOutcome *out)
 	}
 }
 
+/*
+ * With key ordering a key is in one delivery at a time: a batch that took
+ * every ready key would leave nothing for the worker's other free slots,
+ * and its deliveries would take turns instead of overlapping.  The ready
+ * keys are spread over as many deliveries as the ready events fill, at
+ * most one per free slot; 0 (no bound) when that is one.
+ */
+static int
+batch_keys(HandlerRun *h, WorkerConn *c, Ring *ring, TimestampTz now)
+{
+	int			slots = c->capacity - peer(c)->in_flight;
+	int			events,
+				keys,
+				deliveries;
+
+	if (!h->key_order || slots <= 1)
+		return 0;
+	tracker_count_ready(h->tracker, now, ring_owns, ring, &events, &keys);
+	deliveries = Min(slots, (events + h->batch_size - 1) / h->batch_size);
+	if (deliveries <= 1 || keys == 0)
+		return 0;
+	return (keys + deliveries - 1) / deliveries;
+}
+
 /* Hand out what is ready; returns ms until a deadline needs a look, or -1. */
 static long
 remote_run(Leader *l, HandlerRun *h, BatchOutcome *out)
@@ -945,7 +969,8 @@ remote_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 		ring.target = c;
 		while (takes_keys(c, any_healthy, now) && peer(c)->in_flight < c->capacity &&
 			   !peer(c)->suspect_out &&
-			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes, now, batch,
+			   (n = tracker_select(h->tracker, h->batch_size, h->max_batch_bytes,
+								   batch_keys(h, c, &ring, now), now, batch,
 								   h->key_order ? ring_owns : NULL, &ring)) > 0)
 		{
 			if (batch[0]->losses > 0 && peer(c)->in_flight > 0)
@@ -1033,9 +1058,31 @@ remote_stirred(HandlerRun *h)
 	return false;
 }
 
+/*
+ * A batch for each free slot of a connected worker is read ahead (one at
+ * least), so that the next deliveries are ready when answers come and can
+ * be chosen from enough keys (batch_keys).
+ */
+static int
+remote_appetite(HandlerRun *h)
+{
+	ListCell   *lc;
+	int			slots = 0;
+
+	foreach(lc, remote(h)->conns)
+	{
+		WorkerConn *c = lfirst(lc);
+
+		if (c->connected)
+			slots += Max(c->capacity - peer(c)->in_flight, 0);
+	}
+	return h->batch_size * Max(slots, 1);
+}
+
 const Executor remote_executor = {
 	.name = "workers",
 	.ready = remote_ready,
+	.appetite = remote_appetite,
 	.stirred = remote_stirred,
 	.settle = remote_settle,
 	.replay = remote_replay,

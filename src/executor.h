@@ -12,6 +12,8 @@
  * in handler.c, which both call.
  *
  * ready	 can it take events now?
+ * appetite	 how many events the round should read for it (the tracker's
+ *			 room bounds it)
  * stirred	 has something happened since the last round (answers, a
  *			 connection made or lost) that the round must look at?
  * settle	 take in answers, losses and deadlines since the last round
@@ -34,6 +36,7 @@ typedef struct Executor
 {
 	const char *name;
 	bool		(*ready) (HandlerRun *h);
+	int			(*appetite) (HandlerRun *h);
 	bool		(*stirred) (HandlerRun *h);
 	void		(*settle) (Leader *l, HandlerRun *h, BatchOutcome *out);
 	bool		(*replay) (Leader *l, HandlerRun *h, BatchOutcome *out);

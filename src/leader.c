@@ -192,7 +192,7 @@ handler_round(Leader *l, Turn *turn)
 			/* replays handled here and now: more may follow at once */
 			more_replays = turn->replay_pending && out.processed + out.failed > settled;
 		}
-		room = Min(tracker_room(t), h->batch_size);
+		room = Min(tracker_room(t), ex->appetite(h));
 		reading = room > 0 && worth_reading(turn, GetCurrentTimestamp());
 		if (reading)
 		{

@@ -252,7 +252,7 @@ local_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 
 	for (int i = 0; i < GROUP_BATCHES; i++)
 	{
-		int			n = tracker_select(t, h->batch_size, 0, GetCurrentTimestamp(),
+		int			n = tracker_select(t, h->batch_size, 0, 0, GetCurrentTimestamp(),
 									   batch, NULL, NULL);
 		int			room;
 
@@ -267,6 +267,13 @@ local_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 			(void) pump_read(h->pump, t, room);
 	}
 	return out->processed + out->failed > before ? 0 : -1;
+}
+
+/* one batch per round is read for it; more are read as it goes */
+static int
+local_appetite(HandlerRun *h)
+{
+	return h->batch_size;
 }
 
 static bool
@@ -295,6 +302,7 @@ local_forget(HandlerRun *h)
 const Executor local_executor = {
 	.name = "function",
 	.ready = local_ready,
+	.appetite = local_appetite,
 	.stirred = local_stirred,
 	.settle = local_settle,
 	.replay = local_replay,

@@ -164,20 +164,25 @@ keyset_probe(KeySet *set, uint32 hash, bool add)
  * Choose up to "max" events to hand out now, in order, of at most
  * "max_bytes" in all (stored jsonb; 0: no bound).  With key ordering, an
  * event whose key has an earlier event still to do (waiting or in flight
- * elsewhere) is held back.  An event that was out when a connection was
+ * elsewhere) is held back, and the batch takes events of at most
+ * "max_keys" keys (0: no bound), leaving the others for the next batch.  An event that was out when a connection was
  * lost is a suspect (it may be what killed the worker): it goes alone, so
  * that the events lost with it are not blamed for it.
  */
 int
-tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
+tracker_select(Tracker *t, int max, Size max_bytes, int max_keys, TimestampTz now,
 			   TrackedEvent **batch, TrackerFilter filter, void *arg)
 {
 	int			n = 0;
 	Size		bytes = 0;
 	KeySet		blocked = {0};
+	KeySet		taken = {0};
+	int			keys = 0;
 
 	if (t->key_order)
 		keyset_init(&blocked, t->count);
+	if (t->key_order && max_keys > 0)
+		keyset_init(&taken, max_keys);
 	for (int i = 0; i < t->count && n < max; i++)
 	{
 		TrackedEvent *ev = &t->events[i];
@@ -190,6 +195,17 @@ tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 			ready = false;
 		if (ready && filter && !filter(ev, arg))
 			continue;			/* another worker's key: it blocks nothing here */
+		if (ready && taken.slots && ev->has_key &&
+			!keyset_probe(&taken, ev->key_hash, false))
+		{
+			if (keys == max_keys)
+				ready = false;	/* a key for another batch */
+			else
+			{
+				keyset_probe(&taken, ev->key_hash, true);
+				keys++;
+			}
+		}
 		if (ready && max_bytes > 0 && bytes + event_size(&ev->event) > max_bytes)
 			break;				/* the batch is full; this one starts the next */
 		if (ready && ev->losses > 0 && n > 0)
@@ -207,7 +223,53 @@ tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
 	}
 	if (blocked.slots)
 		pfree(blocked.slots);
+	if (taken.slots)
+		pfree(taken.slots);
 	return n;
+}
+
+/*
+ * How many events could be chosen now (that the filter accepts), and, with
+ * key ordering, of how many keys: so that a caller may spread them over
+ * several batches with tracker_select's max_keys.
+ */
+void
+tracker_count_ready(Tracker *t, TimestampTz now, TrackerFilter filter, void *arg,
+					int *events, int *keys)
+{
+	KeySet		blocked = {0},
+				ready = {0};
+
+	*events = *keys = 0;
+	if (t->key_order)
+	{
+		keyset_init(&blocked, t->count);
+		keyset_init(&ready, t->count);
+	}
+	for (int i = 0; i < t->count; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+		bool		keyed = t->key_order && ev->has_key;
+
+		if (ev->done || (keyed && keyset_probe(&blocked, ev->key_hash, false)))
+			continue;
+		if (ev->selected || ev->not_before > now)
+		{
+			if (keyed)
+				keyset_probe(&blocked, ev->key_hash, true);
+		}
+		else if (!filter || filter(ev, arg))
+		{
+			(*events)++;
+			if (keyed && !keyset_probe(&ready, ev->key_hash, true))
+				(*keys)++;
+		}
+	}
+	if (t->key_order)
+	{
+		pfree(blocked.slots);
+		pfree(ready.slots);
+	}
 }
 
 /* The event at "pos", if the tracker holds it (binary search). */

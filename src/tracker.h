@@ -77,8 +77,12 @@ extern int	tracker_room(Tracker *t);
 extern void tracker_add(Tracker *t, EventPos pos, const Event *event);
 typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);
 
-extern int	tracker_select(Tracker *t, int max, Size max_bytes, TimestampTz now,
-						   TrackedEvent **batch, TrackerFilter filter, void *arg);
+extern int	tracker_select(Tracker *t, int max, Size max_bytes, int max_keys,
+						   TimestampTz now, TrackedEvent **batch,
+						   TrackerFilter filter, void *arg);
+extern void tracker_count_ready(Tracker *t, TimestampTz now,
+								TrackerFilter filter, void *arg,
+								int *events, int *keys);
 extern TrackedEvent *tracker_find(Tracker *t, EventPos pos);
 extern void tracker_done(Tracker *t, TrackedEvent *ev);
 extern void tracker_give_back(Tracker *t, TrackedEvent *ev);

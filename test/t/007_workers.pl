@@ -122,6 +122,36 @@ $node->wait_for_log(qr/closing worker .* of handler "search" .*: fence \d+ is ah
 $node->wait_for_log(qr/closing worker .* of handler "search" .*: invalid JSON/, $offset);
 all_acked('with misbehaving workers', 2 * 2 * 10 * 3);
 
+# with key ordering a key is in one delivery at a time: a backlog over 8
+# keys is spread over the worker's 4 free slots (2 keys each), so that its
+# deliveries overlap instead of one batch holding every key
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('spread');
+	SELECT cluster.create_handler('spread', 'spread', batch_size => 100);
+	SELECT count(cluster.publish('spread', jsonb_build_object('n', i), key => 'k' || (i % 8)))
+	  FROM generate_series(1, 400) i;
+});
+my ($spread, $spread_port, $spread_log) = start_worker('spread', '--slow', '1000');
+$workers{spread} = $spread;
+$node->safe_psql('postgres',
+	"SELECT cluster.register_worker('spread', 'ws://127.0.0.1:$spread_port/', capacity => 4)");
+ok(defined poll_until($node,
+		"SELECT in_flight FROM cluster.workers WHERE handler = 'spread'", '4'),
+	'a backlog over 8 keys: four deliveries in flight at once');
+ok(defined poll_until($node,
+		"SELECT lag_events = 0 AND in_flight = 0 FROM cluster.handlers WHERE name = 'spread'", 't'),
+	'the spread backlog was passed');
+my (%spread_last, $spread_ordered);
+$spread_ordered = 1;
+for my $line (split /\n/, slurp_file($spread_log))
+{
+	my ($id, $key) = split / /, $line;
+	$spread_ordered = 0 if defined $spread_last{$key} && $id < $spread_last{$key};
+	$spread_last{$key} = $id;
+}
+ok($spread_ordered, 'per-key order held across the overlapping deliveries');
+is(scalar(keys %{ logged_ids($spread_log) }), 400, 'each of the 400 events acked');
+
 $_->kill_kill for values %workers;
 $node->stop;
 done_testing();

@@ -42,6 +42,7 @@
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
 #define SAVE_EVERY_MS 10		/* acked events are committed within this */
+#define REPORT_EVERY_MS 100		/* cluster.workers lags the leader by this */
 
 /* What the leader keeps of a handler's turns; only this module writes it. */
 typedef struct Turn
@@ -69,11 +70,11 @@ typedef struct Turn
 static const Executor *const executors[] = {&remote_executor, &local_executor};
 
 static void leader_load(Leader *l);
-static void leader_report_workers(void);
+static long leader_report_workers(Leader *l, long wait);
 static void leader_load_workers(Leader *l);
 
 static long
-round_wait(Turn *turn, bool caught_up)
+round_wait(Turn *turn, bool blocked)
 {
 	HandlerRun *h = turn->h;
 	long		wait = cluster_poll_interval;
@@ -81,7 +82,7 @@ round_wait(Turn *turn, bool caught_up)
 
 	if (due >= 0)
 		wait = Min(wait, due);
-	if (caught_up && pump_blocked(h->pump, h->tracker->read_pos))
+	if (blocked)
 	{
 		turn->blocked_ms = backoff_next(turn->blocked_ms, BLOCKED_MIN_MS, BLOCKED_MAX_MS);
 		wait = Min(wait, turn->blocked_ms);
@@ -161,6 +162,7 @@ handler_round(Leader *l, Turn *turn)
 	int			room,
 				got = 0;
 	bool		reading = false;
+	bool		blocked = false;
 	bool		passed = false;
 	long		wait = cluster_poll_interval;
 
@@ -196,7 +198,7 @@ handler_round(Leader *l, Turn *turn)
 		reading = room > 0 && worth_reading(turn, GetCurrentTimestamp());
 		if (reading)
 		{
-			got = pump_read(h->pump, t, room);
+			got = pump_read(h->pump, t, room, &blocked);
 			/* events a previous leader did (restored as done) pass at once */
 			passed = tracker_advance(t);
 		}
@@ -207,7 +209,8 @@ handler_round(Leader *l, Turn *turn)
 			wait = 0;
 		else
 		{
-			wait = round_wait(turn, reading && got < room);
+			/* a full read is not blocked: there may be more to read now */
+			wait = round_wait(turn, reading && got < room && blocked);
 			if (run_wait > 0)
 				wait = Min(wait, run_wait);
 		}
@@ -359,7 +362,7 @@ leader_work(Leader *l, TimestampTz until)
 		wait = Min(wait, handler_work(l, list_nth(l->handlers, (l->next_turn + k) % n)));
 	}
 	if (transport_active())
-		leader_report_workers();
+		wait = leader_report_workers(l, wait);
 	if (GetCurrentTimestamp() >= l->next_retention)
 	{
 		retention_run(l);
@@ -370,12 +373,24 @@ leader_work(Leader *l, TimestampTz until)
 	return wait;
 }
 
-/* What cluster.workers shows: pushed into shared memory after each pass. */
-static void
-leader_report_workers(void)
+/*
+ * What cluster.workers shows, pushed into shared memory: at most every
+ * REPORT_EVERY_MS while the leader is busy (a pass per event and per
+ * answer would take the shared lock for each), and before it waits longer
+ * than that.  Returns the pass's wait, shortened to the next report.
+ */
+static long
+leader_report_workers(Leader *l, long wait)
 {
-	int			n = transport_count();
-	WorkerStat *stats = palloc0(sizeof(WorkerStat) * Max(n, 1));
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+	WorkerStat *stats;
+
+	if (now < l->next_report && wait < REPORT_EVERY_MS)
+		return Min(wait, TimestampDifferenceMilliseconds(now, l->next_report));
+	l->next_report = TimestampTzPlusMilliseconds(now, REPORT_EVERY_MS);
+	n = transport_count();
+	stats = palloc0(sizeof(WorkerStat) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 	{
@@ -389,6 +404,7 @@ leader_report_workers(void)
 	}
 	shmem_worker_report(stats, n);
 	pfree(stats);
+	return wait;
 }
 
 /*

@@ -33,6 +33,7 @@ typedef struct Leader
 	int			next_turn;		/* whose turn comes first in the next pass */
 	TimestampTz next_retention;
 	TimestampTz next_worker_load;
+	TimestampTz next_report;		/* workers' figures into shared memory */
 	bool		fence_lost;
 } Leader;
 

@@ -50,13 +50,15 @@
 #define Anum_read_payload		4
 #define Anum_read_headers		5
 #define Anum_read_created_at	6
+#define Anum_read_blocked		7
 
 /* $1 xid8, $2 int8: the position after which to read; $3: limit; $4: pump name */
 #define POSITION_ARGS 4
 static Oid	position_types[POSITION_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID};
 
 #define ROW_GT "OPERATOR(pg_catalog.>)"
-#define BELOW_XMIN "OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
+#define XMIN "pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
+#define BELOW_XMIN "OPERATOR(pg_catalog.<) " XMIN
 
 static char *
 column_or_null(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col,
@@ -214,20 +216,27 @@ pump_prepare(Pump *pump)
 	StringInfoData sql;
 	Restricted	r;
 
+	/*
+	 * The events after the position of finished transactions, in order, and
+	 * whether any committed event waits for an older transaction: every
+	 * event at or above xmin is after what was read (read events are
+	 * below it), so the index is probed from xmin, not walked from the
+	 * position.  The one-row side is preserved, so "blocked" comes back
+	 * even when no event does; a nested loop (the only join for ON true)
+	 * keeps the events in their order.
+	 */
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
+	appendStringInfo(&sql,
+					 "SELECT r.*, b.blocked FROM (SELECT EXISTS (SELECT FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) " XMIN ") AS blocked) b",
+					 pump->from, stream_filter(pump), pump->txid);
+	appendStringInfo(&sql,
+					 " LEFT JOIN LATERAL (SELECT t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
 					 pump->txid, pump->id_col, pump->key, pump->payload,
 					 pump->headers, pump->created_at_value);
-	appendStringInfo(&sql, " FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3",
+	appendStringInfo(&sql, " FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3) r ON true",
 					 pump->from, range, pump->txid, pump->txid, pump->id_col);
 	restricted_enter(&r, pump->owner, pump->what);
 	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
-
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT EXISTS (SELECT FROM %s t WHERE %s AND NOT (t.%s " BELOW_XMIN "))",
-					 pump->from, range, pump->txid);
-	pump->blocked_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
 	if (OidIsValid(pump->source))
 		pump->delete_plan = prepare_delete(pump, &sql);
 	restricted_exit(&r);
@@ -241,11 +250,9 @@ pump_release(Pump *pump)
 {
 	if (pump->read_plan)
 		SPI_freeplan(pump->read_plan);
-	if (pump->blocked_plan)
-		SPI_freeplan(pump->blocked_plan);
 	if (pump->delete_plan)
 		SPI_freeplan(pump->delete_plan);
-	pump->read_plan = pump->blocked_plan = pump->delete_plan = NULL;
+	pump->read_plan = pump->delete_plan = NULL;
 }
 
 static void
@@ -289,15 +296,22 @@ json_null(void)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
 }
 
-/* Read up to "limit" events after the tracker's read position into it. */
+/*
+ * Read up to "limit" events after the tracker's read position into it.
+ * *blocked tells whether committed events after them wait for an older
+ * transaction to finish: then the caller looks again soon, as nobody
+ * wakes it when that transaction ends.
+ */
 int
-pump_read(Pump *pump, Tracker *tracker, int limit)
+pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked)
 {
 	Datum		values[POSITION_ARGS];
+	int			n = 0;
 
 	position_args(pump, tracker->read_pos, limit, values);
 	if (execute_as_owner(pump, pump->read_plan, NULL, 0, NULL, values, true, limit) != SPI_OK_SELECT)
 		elog(ERROR, "reading %s failed", pump->what);
+	*blocked = false;
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -305,7 +319,11 @@ pump_read(Pump *pump, Tracker *tracker, int limit)
 		Event		ev;
 		Datum		d;
 
-		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(row, Anum_read_txid, &isnull)));
+		*blocked = DatumGetBool(spi_getdatum(row, Anum_read_blocked, &isnull));
+		d = spi_getdatum(row, Anum_read_txid, &isnull);
+		if (isnull)
+			break;				/* no event: the one row of "blocked" alone */
+		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(d));
 		pos.id = DatumGetInt64(spi_getdatum(row, Anum_read_id, &isnull));
 		ev.id = pos.id;
 		d = spi_getdatum(row, Anum_read_key, &isnull);
@@ -318,25 +336,9 @@ pump_read(Pump *pump, Tracker *tracker, int limit)
 		ev.has_created_at = !isnull;
 		ev.created_at = isnull ? 0 : DatumGetTimestampTz(d);
 		tracker_add(tracker, pos, &ev);
+		n++;
 	}
-	return (int) SPI_processed;
-}
-
-/*
- * Are there committed events after "after" that wait for an older
- * transaction to finish?  Then the caller looks again soon: nobody will
- * wake it when that transaction ends.
- */
-bool
-pump_blocked(Pump *pump, EventPos after)
-{
-	Datum		values[POSITION_ARGS];
-	bool		isnull;
-
-	position_args(pump, after, 1, values);
-	if (execute_as_owner(pump, pump->blocked_plan, NULL, 0, NULL, values, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "checking %s failed", pump->what);
-	return DatumGetBool(spi_getdatum(0, 1, &isnull));
+	return n;
 }
 
 /*

@@ -7,7 +7,7 @@
  * the reading statement's snapshot.  An event whose transaction commits
  * after a later id was read therefore sorts after everything read so far
  * and is never skipped; an aborted event is never visible.  A transaction
- * still open delays the events committed after it began (pump_blocked
+ * still open delays the events committed after it began (pump_read
  * tells), it never loses them.
  *
  * This is the one module that knows a source's shape (its column mapping)
@@ -47,7 +47,6 @@ typedef struct Pump
 	char	   *created_at_value;
 	bool		deletable;		/* a plain table, or cluster.events */
 	SPIPlanPtr	read_plan;
-	SPIPlanPtr	blocked_plan;
 	SPIPlanPtr	delete_plan;
 	bool		delete_denied;	/* warned once that the owner may not delete */
 } Pump;
@@ -55,8 +54,7 @@ typedef struct Pump
 extern Pump *pump_load(int32 pump_id, MemoryContext cxt);
 extern void pump_prepare(Pump *pump);
 extern void pump_release(Pump *pump);
-extern int	pump_read(Pump *pump, Tracker *tracker, int limit);
-extern bool pump_blocked(Pump *pump, EventPos after);
+extern int	pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked);
 extern uint64 pump_delete_passed(Pump *pump, EventPos upto, int limit);
 extern void pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds);
 extern EventPos pump_position_before(Pump *pump, TimestampTz at);

@@ -221,14 +221,18 @@ pump_prepare(Pump *pump)
 	 * whether any committed event waits for an older transaction: every
 	 * event at or above xmin is after what was read (read events are
 	 * below it), so the index is probed from xmin, not walked from the
-	 * position.  The one-row side is preserved, so "blocked" comes back
-	 * even when no event does; a nested loop (the only join for ON true)
-	 * keeps the events in their order.
+	 * position; as ORDER BY ... LIMIT 1, so that with sorting off the probe
+	 * is an index scan even when the plan was made on an empty table (an
+	 * EXISTS would be a sequential scan for every read of the backlog).
+	 * The one-row side is preserved, so "blocked" comes back even when no
+	 * event does; a nested loop (the only join for ON true) keeps the
+	 * events in their order.
 	 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT r.*, b.blocked FROM (SELECT EXISTS (SELECT FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) " XMIN ") AS blocked) b",
-					 pump->from, stream_filter(pump), pump->txid);
+					 "SELECT r.*, b.blocked FROM (SELECT (SELECT t.%s FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) " XMIN
+					 " ORDER BY t.%s LIMIT 1) IS NOT NULL AS blocked) b",
+					 pump->txid, pump->from, stream_filter(pump), pump->txid, pump->txid);
 	appendStringInfo(&sql,
 					 " LEFT JOIN LATERAL (SELECT t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
 					 pump->txid, pump->id_col, pump->key, pump->payload,

@@ -40,6 +40,18 @@ const neverAnswer = rest.includes('--never-answer');
 const badFence = rest.includes('--bad-fence');
 const badJson = rest.includes('--bad-json');
 const latencyFile = opt('--latency', null);
+// latency lines are written every 50 ms off the event loop: a synchronous
+// write per message stalls now and then (a journal commit) and would delay
+// the messages behind it, adding the disk's hiccups to the figures
+let latencyLines = [];
+if (latencyFile) {
+  setInterval(() => {
+    if (latencyLines.length === 0) return;
+    const data = latencyLines.join('');
+    latencyLines = [];
+    fs.appendFile(latencyFile, data, () => {});
+  }, 50);
+}
 const answerMode = opt('--answer', null);
 let counted = 0;
 const { performance } = require('perf_hooks');
@@ -86,7 +98,7 @@ wss.on('connection', (ws) => {
       const now = performance.timeOrigin + performance.now();
       const lines = msg.events.map((e) => `${e.id} ${now.toFixed(3)} ${
         e.payload && e.payload.t ? (now - publishedAt(e.payload.t)).toFixed(3) : '-'}\n`).join('');
-      if (lines) fs.appendFileSync(latencyFile, lines);
+      latencyLines.push(lines);
     }
     if (neverAnswer) return;
     if (answerMode) return answerAs(ws, msg);

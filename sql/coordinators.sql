@@ -18,6 +18,25 @@ SELECT cluster.create_coordinator('x', standby_engines => -1);
 SELECT cluster.create_coordinator('x', standby_engines => 17);
 SELECT cluster.create_coordinator('x', standby_engines => NULL);
 
+-- where a leader listens for workers that dial in: only what a superuser
+-- listed in cluster.worker_listen, and off the loopback only with TLS
+SELECT cluster.alter_coordinator('search', listen => '127.0.0.1:7899');
+SELECT name, listen FROM cluster.coordinators ORDER BY name;
+SELECT cluster.alter_coordinator('search', lease_ttl => '20 s', standby_engines => 2);
+SELECT name, lease_ttl, standby_engines, listen FROM cluster.coordinators WHERE name = 'search';
+SELECT cluster.alter_coordinator('search', listen => '');
+SELECT name, listen FROM cluster.coordinators WHERE name = 'search';
+SELECT cluster.create_coordinator('listener', listen => '127.0.0.1:7899');
+SELECT cluster.alter_coordinator('search', listen => '127.0.0.1:7900');
+SELECT cluster.alter_coordinator('search', listen => '10.0.0.1:7899');
+SELECT cluster.alter_coordinator('search', listen => '127.0.0.1');
+SELECT cluster.alter_coordinator('search', listen => '127.0.0.1:0');
+SELECT cluster.alter_coordinator('search', listen => '::1:7899');
+SELECT cluster.alter_coordinator('search', listen => 'a b:7899');
+SELECT cluster.alter_coordinator('search', standby_engines => 99);
+SELECT cluster.alter_coordinator('nowhere', listen => '');
+SELECT cluster.drop_coordinator('listener');
+
 SELECT cluster.drop_coordinator('search');
 SELECT cluster.drop_coordinator('search');
 -- a coordinator that runs pumps stays

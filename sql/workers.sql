@@ -62,8 +62,51 @@ SELECT cluster.revoke_worker('mail', 'worker_test_role');
 SELECT count(*) FROM cluster.worker WHERE registered_by = 'worker_test_role'::regrole;
 DROP ROLE worker_test_role, worker_test_nobody;
 
--- dropping the handler drops its workers
+-- tokens of workers that dial in: shown once, stored as SHA-256 only
+SELECT cluster.issue_worker_token('mail', label => 'laptop') AS token \gset
+SELECT :'token' ~ '^cwt_[0-9a-f]{64}$' AS token_shape;
+SELECT t.token_hash = sha256(convert_to(:'token', 'UTF8')) AS stored_hashed,
+	   position(:'token' IN t::text) = 0 AS not_in_clear
+  FROM cluster.worker_token t;
+SELECT handler, label, capacity, issued_by = current_user::regrole AS by_me, expires_at, revoked_at, valid
+  FROM cluster.worker_tokens;
+SELECT cluster.issue_worker_token('mail', capacity => 2, expires_in => '1 hour') IS NOT NULL AS expiring;
+SELECT count(*) FILTER (WHERE expires_at > now()) AS expiring FROM cluster.worker_tokens;
+-- no view shows a token or its hash
+SELECT count(*) FROM information_schema.columns
+ WHERE table_schema = 'cluster' AND column_name IN ('token', 'token_hash') AND table_name <> 'worker_token';
+-- a worker that dialed in shows in cluster.workers only while connected
+SELECT count(*) FROM cluster.workers WHERE dialed_in;
+SELECT cluster.revoke_worker_token((SELECT id FROM cluster.worker_tokens WHERE label = 'laptop'));
+SELECT cluster.revoke_worker_token((SELECT id FROM cluster.worker_tokens WHERE label = 'laptop'));
+SELECT cluster.revoke_worker_token('no-such-token');
+SELECT label, valid FROM cluster.worker_tokens ORDER BY label;
+-- errors
+SELECT cluster.issue_worker_token('nobody');
+SELECT cluster.issue_worker_token('mail', capacity => 0);
+SELECT cluster.issue_worker_token('mail', expires_in => '-1 s');
+SELECT cluster.issue_worker_token('mail', label => repeat('x', 201));
+SELECT cluster.revoke_worker_token(NULL);
+-- only the handler's owner and its grantees issue and revoke
+CREATE ROLE worker_test_role IN ROLE cluster_worker;
+SET ROLE worker_test_role;
+SELECT cluster.issue_worker_token('mail');
+SELECT cluster.revoke_worker_token((SELECT id FROM cluster.worker_tokens WHERE label IS NULL));
+SELECT count(*) FROM cluster.worker_token;
+RESET ROLE;
+SELECT cluster.grant_worker('mail', 'worker_test_role');
+SET ROLE worker_test_role;
+SELECT cluster.issue_worker_token('mail', label => 'granted') IS NOT NULL AS issued;
+RESET ROLE;
+SELECT label, issued_by = current_user::regrole AS by_me, valid FROM cluster.worker_tokens ORDER BY label;
+-- revoking the grant revokes the tokens it issued
+SELECT cluster.revoke_worker('mail', 'worker_test_role');
+SELECT label, valid FROM cluster.worker_tokens ORDER BY label;
+DROP ROLE worker_test_role;
+
+-- dropping the handler drops its workers and tokens
 SELECT cluster.drop_handler('mail');
 SELECT count(*) FROM cluster.worker;
+SELECT count(*) FROM cluster.worker_token;
 
 DROP EXTENSION cluster;

@@ -13,6 +13,7 @@
 #include "utils/varlena.h"
 
 #include "allowlist.h"
+#include "listen.h"
 #include "cluster.h"
 #include "dependencies.h"
 #include "launcher.h"
@@ -28,6 +29,9 @@ int			cluster_poll_interval = 10000;
 int			cluster_worker_timeout = 30000;
 char	   *cluster_ca_file = NULL;
 char	   *cluster_worker_hosts = NULL;
+char	   *cluster_worker_listen = NULL;
+char	   *cluster_listen_cert_file = NULL;
+char	   *cluster_listen_key_file = NULL;
 static char *cluster_fence_floor = NULL;
 
 /* cluster.database must be a list of names (quoted where need be). */
@@ -90,6 +94,27 @@ define_settings(void)
 							   "localhost, 127.0.0.0/8, ::1",
 							   PGC_SIGHUP, 0,
 							   allowlist_check_hook, NULL, NULL);
+	DefineCustomStringVariable("cluster.worker_listen",
+							   "Endpoints where a coordinator's leader may listen for workers that dial in.",
+							   "A comma-separated list of host:port; empty: leaders listen nowhere.",
+							   &cluster_worker_listen,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   listen_check_hook, NULL, NULL);
+	DefineCustomStringVariable("cluster.listen_cert_file",
+							   "Certificate (PEM) a listening leader presents to workers that dial in.",
+							   "Required for an endpoint off the loopback interface: such a leader serves wss:// only.",
+							   &cluster_listen_cert_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("cluster.listen_key_file",
+							   "Private key (PEM) of cluster.listen_cert_file.",
+							   NULL,
+							   &cluster_listen_key_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 	/*
 	 * Not a setting to set: DROP EXTENSION keeps the database's highest
 	 * fence here (ALTER DATABASE ... SET, which outlives the extension's

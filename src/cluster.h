@@ -17,7 +17,7 @@
  * (default_version in cluster.control): engines run only in databases
  * updated to it.
  */
-#define CLUSTER_SCHEMA_VERSION "0.3"
+#define CLUSTER_SCHEMA_VERSION "0.4"
 
 /* cluster.database: the database the extension lives in */
 extern char *cluster_database;
@@ -36,5 +36,12 @@ extern char *cluster_ca_file;
 
 /* cluster.worker_hosts: where the leader may dial workers (allowlist.c) */
 extern char *cluster_worker_hosts;
+
+/* cluster.worker_listen: where leaders may listen for workers (listen.c) */
+extern char *cluster_worker_listen;
+
+/* cluster.listen_cert_file, cluster.listen_key_file: TLS for listening leaders */
+extern char *cluster_listen_cert_file;
+extern char *cluster_listen_key_file;
 
 #endif							/* CLUSTER_H */

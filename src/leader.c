@@ -30,8 +30,10 @@
 #include "executor.h"
 #include "handler.h"
 #include "leader.h"
+#include "listen.h"
 #include "shmem.h"
 #include "sql_handler.h"
+#include "tokens.h"
 #include "transport.h"
 #include "xact.h"
 
@@ -43,6 +45,8 @@
 #define RETENTION_EVERY_MS 60000
 #define SAVE_EVERY_MS 10		/* acked events are committed within this */
 #define REPORT_EVERY_MS 100		/* cluster.workers lags the leader by this */
+#define LISTEN_MIN_MS 100		/* retries while the port is taken */
+#define LISTEN_MAX_MS 2000
 
 /* What the leader keeps of a handler's turns; only this module writes it. */
 typedef struct Turn
@@ -70,8 +74,12 @@ typedef struct Turn
 static const Executor *const executors[] = {&remote_executor, &local_executor};
 
 static void leader_load(Leader *l);
+static void leader_listen(Leader *l);
 static long leader_report_workers(Leader *l, long wait);
 static void leader_load_workers(Leader *l);
+static void leader_load_listen(Leader *l);
+static void leader_add_registered(Leader *l);
+static void leader_add_dialed_in(Leader *l);
 
 static long
 round_wait(Turn *turn, bool blocked)
@@ -344,6 +352,10 @@ leader_work(Leader *l, TimestampTz until)
 	/* heartbeats change no setting: look for silent workers from time to time */
 	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
 		leader_load_workers(l);
+	if (l->listen[0] && !l->listening && GetCurrentTimestamp() >= l->next_listen)
+		leader_listen(l);
+	if (l->listen[0] && !l->listening)
+		wait = Min(wait, l->listen_backoff_ms);
 	if (transport_active())
 	{
 		long		dial = transport_dial(GetCurrentTimestamp());
@@ -360,6 +372,12 @@ leader_work(Leader *l, TimestampTz until)
 			break;
 		}
 		wait = Min(wait, handler_work(l, list_nth(l->handlers, (l->next_turn + k) % n)));
+	}
+	/* workers that dialed in or went: after the rounds settled what they held */
+	if (transport_take_dialins_changed())
+	{
+		leader_load_workers(l);
+		wait = 0;				/* their handlers' rounds say hello */
 	}
 	if (transport_active())
 		wait = leader_report_workers(l, wait);
@@ -400,6 +418,8 @@ leader_report_workers(Leader *l, long wait)
 		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
 		stat->connected = c->connected;
 		stat->reconnects = Max(c->dials - 1, 0);
+		if (c->dialed_in)
+			strlcpy(stat->peer, c->address, sizeof(stat->peer));
 		delivery_report(c, stat);
 	}
 	shmem_worker_report(stats, n);
@@ -475,6 +495,7 @@ leader_load(Leader *l)
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
 	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps, &broken);
+	leader_load_listen(l);
 	worker_xact_commit();
 	l->reload_at = broken ?
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HANDLER_RELOAD_BROKEN_MS) : 0;
@@ -490,6 +511,79 @@ leader_load(Leader *l)
 	}
 	MemoryContextSwitchTo(old);
 	leader_load_workers(l);
+}
+
+/*
+ * The coordinator's listen endpoint, inside leader_load's transaction; a
+ * changed one is listened at from the next pass on.
+ */
+static void
+leader_load_listen(Leader *l)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(l->coordinator_id)};
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+	char		listen[sizeof(l->listen)] = "";
+
+	spi_exec_checked("SELECT listen FROM cluster.coordinator WHERE id = $1",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+		d = spi_getdatum(0, 1, &isnull);
+	if (!isnull)
+		text_to_cstring_buffer(DatumGetTextPP(d), listen, sizeof(listen));
+	if (strcmp(listen, l->listen) == 0)
+		return;
+	if (l->listening)
+		transport_unlisten();
+	strlcpy(l->listen, listen, sizeof(l->listen));
+	l->listening = false;
+	l->listen_warned = false;
+	l->listen_backoff_ms = 0;
+	l->next_listen = 0;
+}
+
+/*
+ * Listen where the coordinator says, if cluster.worker_listen (still)
+ * allows it.  A port another process holds (the leader before this one,
+ * on the same host, letting go) is tried again soon, then less often.
+ */
+static void
+leader_listen(Leader *l)
+{
+	ListenAddress addr;
+	const char *why;
+
+	l->listen_backoff_ms = backoff_next(l->listen_backoff_ms, LISTEN_MIN_MS, LISTEN_MAX_MS);
+	l->next_listen = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), l->listen_backoff_ms);
+	if (!listen_allowed(l->listen, &addr, &why))
+	{
+		if (!l->listen_warned)
+			ereport(WARNING,
+					(errmsg("cluster leader does not listen at \"%s\" for workers", l->listen),
+					 errdetail("It is refused because %s.", why),
+					 errhint("A superuser can allow it in cluster.worker_listen, with cluster.listen_cert_file and cluster.listen_key_file off the loopback interface.")));
+		l->listen_warned = true;
+		return;
+	}
+	transport_start(cluster_ca_file);
+	if (!transport_listen(addr.host, addr.port, cluster_listen_cert_file, cluster_listen_key_file))
+	{
+		if (!l->listen_warned)
+			ereport(WARNING,
+					(errmsg("cluster leader could not listen at \"%s\" for workers yet", l->listen),
+					 errdetail("The port may still be held by the previous leader; trying again every %d ms at most.",
+							   LISTEN_MAX_MS)));
+		l->listen_warned = true;
+		return;
+	}
+	ereport(LOG,
+			(errmsg("cluster leader listens at \"%s\" for workers that dial in%s",
+					l->listen, cluster_listen_cert_file[0] ? " (TLS)" : "")));
+	l->listening = true;
+	l->listen_warned = false;
+	l->listen_backoff_ms = 0;
+	leader_load_workers(l);		/* the tokens */
 }
 
 static HandlerRun *
@@ -543,6 +637,21 @@ leader_load_workers(Leader *l)
 	if (transport_active())
 		transport_unmark_all();
 	delivery_clear_workers();
+	leader_add_registered(l);
+	if (l->listening)
+		leader_add_dialed_in(l);
+	worker_xact_commit();
+	if (transport_active())
+	{
+		delivery_workers_added();
+		transport_prune();
+	}
+}
+
+/* leader_load_workers' query's rows: the workers to dial */
+static void
+leader_add_registered(Leader *l)
+{
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[row];
@@ -557,11 +666,31 @@ leader_load_workers(Leader *l)
 											  SPI_getvalue(tup, desc, Anum_w_secret),
 											  DatumGetInt32(SPI_getbinval(tup, desc, Anum_w_capacity, &isnull))));
 	}
-	worker_xact_commit();
-	if (transport_active())
+}
+
+/*
+ * The valid tokens, and the workers connected with them: those of a token
+ * revoked, expired or no longer its issuer's to give are closed.
+ */
+static void
+leader_add_dialed_in(Leader *l)
+{
+	tokens_load(l->coordinator_id);
+	for (int i = 0; i < transport_count(); i++)
 	{
-		delivery_workers_added();
-		transport_prune();
+		WorkerConn *c = transport_get(i);
+		const WorkerToken *token;
+		HandlerRun *h;
+
+		if (!c->dialed_in || !c->connected)
+			continue;
+		token = tokens_find(c->id);
+		h = token ? handler_by_id(l, token->handler_id) : NULL;
+		if (h == NULL)
+			continue;
+		c->wanted = true;
+		c->capacity = token->capacity;
+		delivery_add_worker(h, c);
 	}
 }
 
@@ -589,5 +718,6 @@ leader_stop(Leader *l)
 	l->cxt = NULL;
 	delivery_forget_all(true);
 	transport_stop();
+	tokens_forget();
 	shmem_worker_forget();
 }

@@ -35,6 +35,12 @@ typedef struct Leader
 	TimestampTz next_worker_load;
 	TimestampTz next_report;		/* workers' figures into shared memory */
 	bool		fence_lost;
+	/* where workers dial in (the coordinator's "listen"; "": nowhere) */
+	char		listen[301];
+	bool		listening;
+	bool		listen_warned;	/* the refusal or failure was logged */
+	int			listen_backoff_ms;
+	TimestampTz next_listen;
 } Leader;
 
 extern void leader_start(Leader *l, int32 coordinator_id,

@@ -73,6 +73,7 @@ typedef struct WorkerStat
 	double		rtt_ms;			/* 0: not measured */
 	TimestampTz unhealthy_until;	/* 0: healthy */
 	char		last_error[128];
+	char		peer[64];		/* a dial-in worker's address; "" for the others */
 } WorkerStat;
 
 #define CLUSTER_WORKER_STATS 1024

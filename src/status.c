@@ -91,7 +91,7 @@ cluster_handler_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-#define WORKER_STATUS_COLS 10
+#define WORKER_STATUS_COLS 11
 
 Datum
 cluster_worker_status(PG_FUNCTION_ARGS)
@@ -122,6 +122,8 @@ cluster_worker_status(PG_FUNCTION_ARGS)
 		values[col++] = Float8GetDatum(stat->rtt_ms);
 		nulls[col] = (stat->unhealthy_until <= GetCurrentTimestamp());
 		values[col++] = TimestampTzGetDatum(stat->unhealthy_until);
+		nulls[col] = (stat->peer[0] == '\0');
+		values[col++] = CStringGetTextDatum(stat->peer);
 		Assert(col == WORKER_STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

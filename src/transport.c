@@ -18,6 +18,7 @@
 #include "utils/wait_event.h"
 
 #include "backoff.h"
+#include "tokens.h"
 #include "transport.h"
 
 #define DIAL_MIN_MS 1000
@@ -29,6 +30,17 @@ static WaitEventSet *wait_set = NULL;
 static WorkerConn **conns = NULL;
 static int	n_conns = 0;
 static int	max_conns = 0;
+static struct lws_vhost *listen_vhost = NULL;
+static bool dialins_changed = false;
+
+/* A dial-in's token, from its upgrade request until it is established. */
+typedef struct DialIn
+{
+	bool		matched;
+	char		id[65];
+	int32		handler_id;
+	int			capacity;
+} DialIn;
 
 /*
  * lws callbacks: bytes in and out, state changes; nothing that can throw.
@@ -65,8 +77,17 @@ conn_lost(WorkerConn *c, const char *why)
 	c->connected = false;
 	c->wsi = NULL;
 	c->rx_len = 0;
-	c->backoff_ms = backoff_next(c->backoff_ms, DIAL_MIN_MS, DIAL_MAX_MS);
-	c->next_dial = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c->backoff_ms);
+	if (c->dialed_in)
+	{
+		/* it dials again, not we; the leader lets it go */
+		c->next_dial = DT_NOEND;
+		dialins_changed = true;
+	}
+	else
+	{
+		c->backoff_ms = backoff_next(c->backoff_ms, DIAL_MIN_MS, DIAL_MAX_MS);
+		c->next_dial = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c->backoff_ms);
+	}
 	while (c->out_head)
 	{
 		WireMessage *m = c->out_head;
@@ -165,9 +186,13 @@ write_close(struct lws *wsi, WorkerConn *c)
  * What a connection whose WorkerConn is gone (unregistered, its handler
  * paused or dropped) is closed with.
  */
+static WorkerConn replaced = {
+	.close_status = LWS_CLOSE_STATUS_GOINGAWAY,
+	.close_reason = "a newer connection with the same token replaced this one",
+};
 static WorkerConn closing = {
 	.close_status = LWS_CLOSE_STATUS_GOINGAWAY,
-	.close_reason = "the worker is no longer registered, or its handler is paused",
+	.close_reason = "the worker is no longer registered, or its token or handler is not valid",
 };
 
 static int
@@ -205,17 +230,134 @@ conn_writeable(struct lws *wsi, WorkerConn *c)
 	return 0;
 }
 
+/* The token of an upgrade request's "Authorization: Bearer <token>" */
+static const WorkerToken *
+bearer_token(struct lws *wsi)
+{
+	char		header[TOKEN_MAX_LEN + 16];
+	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+
+	if (len <= 0 || len >= (int) sizeof(header) ||
+		lws_hdr_copy(wsi, header, sizeof(header), WSI_TOKEN_HTTP_AUTHORIZATION) < 0 ||
+		pg_strncasecmp(header, "Bearer ", 7) != 0)
+		return NULL;
+	return tokens_match(header + 7);
+}
+
+/* Answer an upgrade request with an HTTP error and end it. */
+static int
+refuse(struct lws *wsi, unsigned int status)
+{
+	if (lws_return_http_status(wsi, status, NULL))
+		return -1;
+	return 1;
+}
+
+static WorkerConn *conn_alloc(const char *id, int32 handler_id, const char *address,
+							  const char *secret, int capacity);
+
+/*
+ * A worker dialed in with a valid token: its connection is the token's
+ * WorkerConn from now on.  A connection the token already had is closed
+ * and counts as lost (its deliveries go out again).
+ */
+static int
+dialin_established(struct lws *wsi, DialIn *d)
+{
+	WorkerConn *c = NULL;
+	char		peer[64];
+
+	if (d == NULL || !d->matched)
+		return -1;
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	for (int i = 0; i < n_conns && c == NULL; i++)
+		if (conns[i]->dialed_in && strcmp(conns[i]->id, d->id) == 0)
+			c = conns[i];
+	if (c == NULL)
+	{
+		c = conn_alloc(d->id, d->handler_id, peer, NULL, d->capacity);
+		if (c == NULL)
+			return -1;
+		c->dialed_in = true;
+		c->next_dial = DT_NOEND;
+	}
+	else
+	{
+		char	   *address = strdup(peer);
+
+		if (address == NULL)
+			return -1;
+		free(c->address);
+		c->address = address;
+		if (c->wsi)
+		{
+			lws_set_opaque_user_data(c->wsi, &replaced);
+			lws_callback_on_writable(c->wsi);
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+			conn_lost(c, "replaced by a newer connection with the same token");
+		}
+	}
+	c->wsi = wsi;
+	c->connected = true;
+	c->just_connected = true;
+	c->close_status = 0;
+	c->close_sent = false;
+	c->dials++;
+	dialins_changed = true;
+	lws_set_opaque_user_data(wsi, c);
+	return 0;
+}
+
+/* The reasons only a listening leader sees, before a connection has a WorkerConn. */
+static int
+dialin_callback(struct lws *wsi, enum lws_callback_reasons reason, DialIn *d)
+{
+	const WorkerToken *token;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+			/* one answer for a wrong, revoked or expired token: 401 */
+			return bearer_token(wsi) ? 0 : refuse(wsi, HTTP_STATUS_UNAUTHORIZED);
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			token = bearer_token(wsi);
+			if (token == NULL || d == NULL)
+				return 1;
+			d->matched = true;
+			strlcpy(d->id, token->id, sizeof(d->id));
+			d->handler_id = token->handler_id;
+			d->capacity = token->capacity;
+			return 0;
+		case LWS_CALLBACK_HTTP:
+			/* a plain HTTP request: there is nothing to serve */
+			if (lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL) ||
+				lws_http_transaction_completed(wsi))
+				return -1;
+			return 0;
+		case LWS_CALLBACK_ESTABLISHED:
+			return dialin_established(wsi, d);
+		default:
+			return 0;
+	}
+}
+
 static int
 transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				   void *user, void *in, size_t len)
 {
-	WorkerConn *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+	WorkerConn *c;
 
+	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE ||
+		reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+		reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_ESTABLISHED)
+		return dialin_callback(wsi, reason, (DialIn *) user);
+	c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
 	if (c == NULL)
 		return 0;
-	if (c == &closing)
+	if (c == &closing || c == &replaced)
 	{
-		if (reason != LWS_CALLBACK_CLIENT_WRITEABLE)
+		if (reason != LWS_CALLBACK_CLIENT_WRITEABLE &&
+			reason != LWS_CALLBACK_SERVER_WRITEABLE)
 			return 0;
 		write_close(wsi, c);
 		return -1;
@@ -240,8 +382,10 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			c->just_connected = true;
 			break;
 		case LWS_CALLBACK_CLIENT_RECEIVE:
+		case LWS_CALLBACK_RECEIVE:
 			return conn_receive(wsi, c, in, len);
 		case LWS_CALLBACK_CLIENT_WRITEABLE:
+		case LWS_CALLBACK_SERVER_WRITEABLE:
 			return conn_writeable(wsi, c);
 		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 			set_errorf(c, "could not connect: %s",
@@ -249,6 +393,7 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			conn_lost(c, NULL);
 			break;
 		case LWS_CALLBACK_CLIENT_CLOSED:
+		case LWS_CALLBACK_CLOSED:
 			conn_lost(c, c->close_status ? NULL : "the worker closed the connection");
 			break;
 		default:
@@ -258,7 +403,7 @@ transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 static const struct lws_protocols protocols[] = {
-	{"cluster", transport_callback, 0, 65536, 0, NULL, 0},
+	{"cluster", transport_callback, sizeof(DialIn), 65536, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -332,6 +477,8 @@ transport_stop(void)
 			lws_set_opaque_user_data(conns[i]->wsi, NULL);
 	lws_context_destroy(context);
 	context = NULL;
+	listen_vhost = NULL;
+	dialins_changed = false;
 	/* let the closing handles finish, then the loop is empty */
 	while (uv_run(&loop, UV_RUN_NOWAIT))
 		;
@@ -343,6 +490,44 @@ transport_stop(void)
 	n_conns = 0;
 }
 
+/* A new connection in the list; NULL when out of memory (callbacks can't throw). */
+static WorkerConn *
+conn_alloc(const char *id, int32 handler_id, const char *address,
+		   const char *secret, int capacity)
+{
+	WorkerConn *c;
+
+	if (n_conns == max_conns)
+	{
+		int			max = Max(16, max_conns * 2);
+		WorkerConn **bigger = realloc(conns, sizeof(WorkerConn *) * max);
+
+		if (bigger == NULL)
+			return NULL;
+		conns = bigger;
+		max_conns = max;
+	}
+	c = calloc(1, sizeof(WorkerConn));
+	if (c == NULL)
+		return NULL;
+	strlcpy(c->id, id, sizeof(c->id));
+	c->handler_id = handler_id;
+	c->address = strdup(address);
+	c->secret = secret ? strdup(secret) : NULL;
+	if (c->address == NULL || (secret && c->secret == NULL))
+	{
+		free(c->address);
+		free(c->secret);
+		free(c);
+		return NULL;
+	}
+	c->capacity = capacity;
+	c->wanted = true;
+	c->next_dial = 0;
+	conns[n_conns++] = c;
+	return c;
+}
+
 WorkerConn *
 transport_conn(const char *id, int32 handler_id, const char *address,
 			   const char *secret, int capacity)
@@ -352,6 +537,8 @@ transport_conn(const char *id, int32 handler_id, const char *address,
 	for (int i = 0; i < n_conns; i++)
 	{
 		c = conns[i];
+		if (c->dialed_in)
+			continue;
 		if (strcmp(c->id, id) == 0 && strcmp(c->address, address) == 0 &&
 			((c->secret == NULL && secret == NULL) ||
 			 (c->secret && secret && strcmp(c->secret, secret) == 0)))
@@ -361,24 +548,9 @@ transport_conn(const char *id, int32 handler_id, const char *address,
 			return c;
 		}
 	}
-	if (n_conns == max_conns)
-	{
-		max_conns = Max(16, max_conns * 2);
-		conns = realloc(conns, sizeof(WorkerConn *) * max_conns);
-		if (conns == NULL)
-			elog(ERROR, "out of memory");
-	}
-	c = calloc(1, sizeof(WorkerConn));
+	c = conn_alloc(id, handler_id, address, secret, capacity);
 	if (c == NULL)
 		elog(ERROR, "out of memory");
-	strlcpy(c->id, id, sizeof(c->id));
-	c->handler_id = handler_id;
-	c->address = strdup(address);
-	c->secret = secret ? strdup(secret) : NULL;
-	c->capacity = capacity;
-	c->wanted = true;
-	c->next_dial = 0;
-	conns[n_conns++] = c;
 	return c;
 }
 
@@ -482,7 +654,7 @@ transport_dial(TimestampTz now)
 	{
 		WorkerConn *c = conns[i];
 
-		if (c->wsi || c->connected)
+		if (c->wsi || c->connected || c->dialed_in)
 			continue;
 		if (c->next_dial <= now)
 			conn_dial(c);
@@ -580,6 +752,54 @@ transport_flush(void)
 {
 	if (context != NULL)
 		uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/*
+ * Listen for workers that dial in, at host (an IP literal or a name) and
+ * port; with a certificate, TLS only.  False when the port can't be had
+ * now (a leader before this one may still hold it): try again later.
+ */
+bool
+transport_listen(const char *host, int port, const char *cert_file,
+				 const char *key_file)
+{
+	struct lws_context_creation_info info;
+
+	transport_unlisten();
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "cluster-listen";
+	info.port = port;
+	info.iface = pg_strcasecmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+	info.protocols = protocols;
+	if (strchr(info.iface, ':') == NULL)
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (cert_file && cert_file[0])
+	{
+		info.ssl_cert_filepath = cert_file;
+		info.ssl_private_key_filepath = key_file;
+	}
+	listen_vhost = lws_create_vhost(context, &info);
+	return listen_vhost != NULL;
+}
+
+/* Stop listening; the workers that dialed in are let go. */
+void
+transport_unlisten(void)
+{
+	if (listen_vhost == NULL)
+		return;
+	lws_vhost_destroy(listen_vhost);
+	listen_vhost = NULL;
+}
+
+/* Did a worker dial in, or a dialed-in one go, since the last call? */
+bool
+transport_take_dialins_changed(void)
+{
+	bool		was = dialins_changed;
+
+	dialins_changed = false;
+	return was;
 }
 
 /* Did the connection come up since the last call?  (Then say hello.) */

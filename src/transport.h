@@ -12,6 +12,14 @@
  * go to the server log at LOG level).  A connection that fails or
  * closes is dialled again after 1 s, doubling to 30 s.
  *
+ * A leader may also listen (transport_listen): a worker that dials in
+ * presents a token (tokens.h) in its upgrade request, is refused with
+ * HTTP 401 unless it matches, and then becomes a WorkerConn like the
+ * others, with the token's id, handler and capacity; it is never dialled.
+ * A newer connection with the same token replaces an older one.  The
+ * leader learns of dial-ins come and gone through
+ * transport_take_dialins_changed() and attaches them to their handlers.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef CLUSTER_TRANSPORT_H
@@ -32,7 +40,8 @@ typedef struct WorkerConn
 {
 	char		id[65];
 	int32		handler_id;
-	char	   *address;
+	bool		dialed_in;		/* the worker dialed the leader (with a token) */
+	char	   *address;		/* dialed in: the worker's IP address */
 	char	   *secret;
 	int			capacity;
 	bool		wanted;			/* still registered */
@@ -79,5 +88,9 @@ extern bool transport_take_lost(WorkerConn *c);
 extern void transport_works(WorkerConn *c);
 extern void transport_wait(long timeout_ms);
 extern void transport_flush(void);
+extern bool transport_listen(const char *host, int port, const char *cert_file,
+							 const char *key_file);
+extern void transport_unlisten(void);
+extern bool transport_take_dialins_changed(void);
 
 #endif							/* CLUSTER_TRANSPORT_H */

@@ -26,7 +26,7 @@
 'use strict';
 const fs = require('fs');
 const https = require('https');
-const { WebSocketServer } = require('ws');
+const { WebSocket, WebSocketServer } = require('ws');
 
 const [port, logfile, ...rest] = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -61,8 +61,15 @@ const huge = rest.includes('--huge');
 const tlsCert = opt('--tls-cert', null);
 const verifyClient = (info) =>
   !secret || info.req.headers.authorization === `Bearer ${secret}`;
+// --connect URL --token TOKEN: dial the leader instead of listening (PORT
+// is ignored); "connected" and "refused: HTTP <status>" are printed, and
+// the worker dials again 100 ms after a close, doubling to 1 s.
+const connectUrl = opt('--connect', null);
+const token = opt('--token', null);
 let wss;
-if (tlsCert) {
+if (connectUrl) {
+  wss = null;
+} else if (tlsCert) {
   const server = https.createServer({
     cert: fs.readFileSync(tlsCert),
     key: fs.readFileSync(opt('--tls-key', null)),
@@ -89,7 +96,7 @@ function publishedAt(t) {
   const micros = fraction ? Number((fraction[1] + '000000').slice(0, 6)) : 0;
   return Date.parse(t.replace(/\.\d+/, '')) + micros / 1000;
 }
-wss.on('connection', (ws) => {
+function serve(ws) {
   ws.on('message', (data) => {
     const msg = parse(data);
     if (msg.type === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
@@ -121,7 +128,30 @@ wss.on('connection', (ws) => {
     if (slowMs > 0) setTimeout(answer, slowMs);
     else answer();
   });
-});
+}
+function dial(backoffMs) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const ca = opt('--ca', null);
+  const ws = new WebSocket(connectUrl, { headers, ca: ca ? fs.readFileSync(ca) : undefined });
+  let next = backoffMs;
+  ws.on('open', () => { next = 100; console.log('connected'); });
+  ws.on('unexpected-response', (req, res) => {
+    console.log(`refused: HTTP ${res.statusCode}`);
+    req.destroy();
+  });
+  ws.on('error', () => {});
+  ws.on('close', (code, reason) => {
+    console.log(`closed: ${code} ${reason}`);
+    setTimeout(() => dial(Math.min(next * 2, 1000)), next);
+  });
+  serve(ws);
+}
+if (connectUrl) {
+  dial(100);
+  console.log('listening (dialing in)');
+} else {
+  wss.on('connection', serve);
+}
 function answerAs(ws, msg) {
   const send = (m) => ws.send(JSON.stringify(m));
   const ack = { type: 'ack', deliveryId: msg.deliveryId };
@@ -145,5 +175,5 @@ function answerAs(ws, msg) {
   }
 }
 
-wss.on('listening', () => console.log(`listening on ${port}`));
+if (wss) wss.on('listening', () => console.log(`listening on ${port}`));
 process.on('SIGTERM', () => process.exit(0));

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -75,6 +76,8 @@ static const Executor *const executors[] = {&remote_executor, &local_executor};
 
 static void leader_load(Leader *l);
 static void leader_listen(Leader *l);
+static uint32 listen_settings(void);
+static void leader_restart(Leader *l);
 static long leader_report_workers(Leader *l, long wait);
 static void leader_load_workers(Leader *l);
 static void leader_load_listen(Leader *l);
@@ -352,6 +355,13 @@ leader_work(Leader *l, TimestampTz until)
 	/* heartbeats change no setting: look for silent workers from time to time */
 	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
 		leader_load_workers(l);
+	if (l->listening && (strcmp(l->listening_at, l->listen) != 0 ||
+						 l->listen_settings != listen_settings()))
+	{
+		MemoryContextSwitchTo(old);
+		leader_restart(l);
+		return 0;
+	}
 	if (l->listen[0] && !l->listening && GetCurrentTimestamp() >= l->next_listen)
 		leader_listen(l);
 	if (l->listen[0] && !l->listening)
@@ -534,13 +544,48 @@ leader_load_listen(Leader *l)
 		text_to_cstring_buffer(DatumGetTextPP(d), listen, sizeof(listen));
 	if (strcmp(listen, l->listen) == 0)
 		return;
-	if (l->listening)
-		transport_unlisten();
+	/* a listening leader moves in leader_work (leader_restart) */
 	strlcpy(l->listen, listen, sizeof(l->listen));
-	l->listening = false;
 	l->listen_warned = false;
 	l->listen_backoff_ms = 0;
 	l->next_listen = 0;
+}
+
+/*
+ * Start afresh under the same lease.  A transport listens at one endpoint,
+ * with one certificate, for its life (transport_listen), so when the
+ * coordinator's listen, cluster.worker_listen or the certificate changes,
+ * the leader stops everything it holds, as when it steps down (waiting
+ * acks are committed first, deliveries go out again), and its next pass
+ * loads, dials and listens anew.  Workers reconnect.
+ */
+static void
+leader_restart(Leader *l)
+{
+	int32		coordinator_id = l->coordinator_id;
+	int64		fence = l->fence;
+	char		coordinator[NAMEDATALEN];
+
+	strlcpy(coordinator, l->lease_key + strlen("coordinator/"), sizeof(coordinator));
+	ereport(LOG,
+			(errmsg("cluster leader of coordinator \"%s\" starts its connections anew", coordinator),
+			 errdetail("Where it listens for workers, or with which settings, changed.")));
+	leader_stop(l);
+	leader_start(l, coordinator_id, coordinator, fence);
+}
+
+/* The settings a leader listens by, as one hash: a reload may change them. */
+static uint32
+listen_settings(void)
+{
+	const char *settings[] = {cluster_worker_listen, cluster_listen_cert_file,
+	cluster_listen_key_file};
+	uint32		h = 0;
+
+	for (size_t i = 0; i < lengthof(settings); i++)
+		h = hash_combine(h, settings[i] ? hash_bytes((const unsigned char *) settings[i],
+													 strlen(settings[i])) : 0);
+	return h;
 }
 
 /*
@@ -581,6 +626,8 @@ leader_listen(Leader *l)
 			(errmsg("cluster leader listens at \"%s\" for workers that dial in%s",
 					l->listen, cluster_listen_cert_file[0] ? " (TLS)" : "")));
 	l->listening = true;
+	strlcpy(l->listening_at, l->listen, sizeof(l->listening_at));
+	l->listen_settings = listen_settings();
 	l->listen_warned = false;
 	l->listen_backoff_ms = 0;
 	leader_load_workers(l);		/* the tokens */

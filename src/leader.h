@@ -38,9 +38,11 @@ typedef struct Leader
 	/* where workers dial in (the coordinator's "listen"; "": nowhere) */
 	char		listen[301];
 	bool		listening;
+	char		listening_at[301];	/* the endpoint of the transport's listener */
 	bool		listen_warned;	/* the refusal or failure was logged */
 	int			listen_backoff_ms;
 	TimestampTz next_listen;
+	uint32		listen_settings;	/* the settings it listens by (a hash) */
 } Leader;
 
 extern void leader_start(Leader *l, int32 coordinator_id,

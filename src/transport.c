@@ -765,7 +765,13 @@ transport_listen(const char *host, int port, const char *cert_file,
 {
 	struct lws_context_creation_info info;
 
-	transport_unlisten();
+	/*
+	 * Once per transport: lws shares a port among vhosts, and one created
+	 * while an earlier one is still being destroyed takes over its socket,
+	 * TLS or not.  A leader that must listen anew starts a new transport.
+	 */
+	if (listen_vhost)
+		return true;
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "cluster-listen";
 	info.port = port;
@@ -775,21 +781,13 @@ transport_listen(const char *host, int port, const char *cert_file,
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	if (cert_file && cert_file[0])
 	{
+		/* lws looks for the flag on the vhost too */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = cert_file;
 		info.ssl_private_key_filepath = key_file;
 	}
 	listen_vhost = lws_create_vhost(context, &info);
 	return listen_vhost != NULL;
-}
-
-/* Stop listening; the workers that dialed in are let go. */
-void
-transport_unlisten(void)
-{
-	if (listen_vhost == NULL)
-		return;
-	lws_vhost_destroy(listen_vhost);
-	listen_vhost = NULL;
 }
 
 /* Did a worker dial in, or a dialed-in one go, since the last call? */

@@ -16,7 +16,9 @@
  * presents a token (tokens.h) in its upgrade request, is refused with
  * HTTP 401 unless it matches, and then becomes a WorkerConn like the
  * others, with the token's id, handler and capacity; it is never dialled.
- * A newer connection with the same token replaces an older one.  The
+ * A newer connection with the same token replaces an older one.  A
+ * transport listens at one endpoint for its life: to listen anew, the
+ * leader stops it and starts another.  The
  * leader learns of dial-ins come and gone through
  * transport_take_dialins_changed() and attaches them to their handlers.
  *
@@ -90,7 +92,6 @@ extern void transport_wait(long timeout_ms);
 extern void transport_flush(void);
 extern bool transport_listen(const char *host, int port, const char *cert_file,
 							 const char *key_file);
-extern void transport_unlisten(void);
 extern bool transport_take_dialins_changed(void);
 
 #endif							/* CLUSTER_TRANSPORT_H */

@@ -87,8 +87,10 @@ is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM
 	'exactly the events the 0.1 leader had not done');
 is($node->safe_psql('postgres', "SELECT state ? 'user' FROM cluster.handler WHERE name = 'counter'"), 'f',
 	'the user state moved to its own column (0.3)');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.3',
-	'updated to 0.3');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.4',
+	'updated to 0.4');
+is($node->safe_psql('postgres', "SELECT listen IS NULL FROM cluster.coordinators WHERE name = 'default'"), 't',
+	'the updated coordinator listens nowhere (0.4)');
 is($node->safe_psql('postgres', "SELECT string_agg(k, ',' ORDER BY k::int) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen') k"),
 	'1,2,4,5,6,7,8,9,10', 'the user state carried over, and the new events were added to it');
 ok(defined poll_until($node, "SELECT cursor FROM cluster.handlers WHERE name = 'counter'",
@@ -133,11 +135,11 @@ is($node->safe_psql('postgres', "SELECT cluster.acquire_lease('fresh-key', 'me',
 # the installed scripts: every released version stays installable
 is($node->safe_psql('postgres',
 		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),
-	'0.1,0.2,0.3', 'versions 0.1, 0.2 and 0.3 are available');
+	'0.1,0.2,0.3,0.4', 'versions 0.1 to 0.4 are available');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION cluster');
-is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.3',
-	'a new database gets 0.3');
+is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.4',
+	'a new database gets 0.4');
 
 $node->stop;
 done_testing();

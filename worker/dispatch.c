@@ -53,7 +53,8 @@ receive_hello(Connection *c, const LeaderMessage *m)
 	wlog("LOG", "hello from leader %s at %s: fence %s, handler \"%s\", protocol %s",
 		 m->leader, server_peer(c), m->fence, m->handler ? m->handler : "",
 		 m->version);
-	if (m->handler != NULL && strcmp(m->handler, worker.opt.handler) != 0)
+	if (m->handler != NULL && worker.opt.handler != NULL &&
+		strcmp(m->handler, worker.opt.handler) != 0)
 		wlog("WARNING", "leader at %s sends for handler \"%s\", but this worker serves \"%s\"",
 			 server_peer(c), m->handler, worker.opt.handler);
 	if (m->other_protocol)

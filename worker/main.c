@@ -23,6 +23,12 @@
  *	ping	answered with {"type":"pong"}
  *	other	logged and ignored
  *
+ * With --connect URL the worker dials the leader instead (a coordinator
+ * that listens), presenting the worker token of --token-file or
+ * CLUSTER_WORKER_TOKEN as "Authorization: Bearer"; nothing is registered,
+ * there is no database connection, and after a close or a refusal it dials
+ * again after 100 ms, doubling to 1 s (server.c).
+ *
  * Invalid JSON closes the connection with status 1007, a message over
  * 16 MiB with 1009.  Up to --capacity deliveries run at once, across all
  * connections; a few more wait for a free slot, beyond that they fail.
@@ -92,6 +98,7 @@
 #define CLOSE_WAIT_US			(5 * LWS_US_PER_SEC)
 #define MAX_SECRET_LEN			1024	/* bytes: cluster.register_worker's limit */
 #define SECRET_ENV				"CLUSTER_WORKER_SECRET"
+#define TOKEN_ENV				"CLUSTER_WORKER_TOKEN"
 
 static volatile sig_atomic_t got_sigchld = 0;
 static volatile sig_atomic_t shutdown_requests = 0;
@@ -114,6 +121,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 			"Usage: %s --handler NAME --listen HOST:PORT (--exec COMMAND | --print) [OPTION]...\n"
+			"       %s --connect URL --token-file FILE (--exec COMMAND | --print) [OPTION]...\n"
 			"\n"
 			"Process the events of one handler of the \"cluster\" PostgreSQL extension:\n"
 			"register this worker's WebSocket address in the database, accept the leader's\n"
@@ -148,12 +156,24 @@ usage(FILE *out)
 			"  --print              write each event to stdout as a JSON line, ack at once\n"
 			"  --tls-cert FILE      serve wss:// with this PEM certificate (with --tls-key)\n"
 			"  --tls-key FILE       the PEM private key of --tls-cert\n"
+			"  --connect URL        dial the leader instead of listening: ws://HOST:PORT/ or\n"
+			"                       wss://HOST:PORT/, a coordinator's listen endpoint;\n"
+			"                       no registration and no database connection; after a\n"
+			"                       close or a refusal, dial again after 100 ms, doubling\n"
+			"                       to 1 s\n"
+			"  --token-file FILE    with --connect: the worker token\n"
+			"                       (cluster.issue_worker_token), FILE's content less one\n"
+			"                       trailing newline, presented as \"Authorization: Bearer\"\n"
+			"  --ca-file FILE       with a wss:// --connect: PEM CAs to verify the leader\n"
+			"                       by (default: the system's)\n"
 			"  -h, --help           show this help and exit\n"
 			"\n"
 			"Environment:\n"
 			"  CLUSTER_WORKER_SECRET\n"
 			"                       the secret, when neither --secret nor --secret-file is\n"
 			"                       given; removed from the environment of the commands\n"
+			"  CLUSTER_WORKER_TOKEN the token, with --connect and no --token-file; removed\n"
+			"                       from the environment of the commands too\n"
 			"  PGHOST, PGUSER...    libpq's, for the registration; keep the password in\n"
 			"                       PGPASSFILE (default ~/.pgpass), not in --db\n"
 			"\n"
@@ -174,7 +194,7 @@ usage(FILE *out)
 			"     deliveries in flight, closes its connections and exits.  Don't restart\n"
 			"     it on this status.  Other failures (the database can't be reached, a\n"
 			"     timeout) are retried at the next heartbeat.\n",
-			progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS, MAX_SECRET_LEN,
+			progname, progname, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT_SECS, MAX_SECRET_LEN,
 			EXIT_REGISTRATION_GONE);
 }
 
@@ -318,15 +338,15 @@ read_secret_file(const char *path)
  * used, so that the --exec commands never inherit it.
  */
 static char *
-take_secret_env(void)
+take_env(const char *name)
 {
-	const char *value = getenv(SECRET_ENV);
+	const char *value = getenv(name);
 	char	   *secret;
 
 	if (value == NULL)
 		return NULL;
 	secret = xstrdup(value);
-	unsetenv(SECRET_ENV);
+	unsetenv(name);
 	return secret;
 }
 
@@ -338,8 +358,18 @@ take_secret_env(void)
 static void
 resolve_secret(Options *opt, const char *arg, const char *file)
 {
-	char	   *env = take_secret_env();
+	char	   *token_env = take_env(TOKEN_ENV);
+	char	   *env = take_env(SECRET_ENV);
 	char	   *secret = NULL;
+
+	/* dialing in, the token is what we present; listening, the secret */
+	if (opt->connect_url)
+	{
+		free(env);
+		env = token_env;
+	}
+	else
+		free(token_env);
 
 	if (arg != NULL && file != NULL)
 		bad_usage("give at most one of --secret and --secret-file");
@@ -382,12 +412,16 @@ parse_options(int argc, char **argv, Options *opt)
 		{"per-event", no_argument, NULL, 'P'},
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
+		{"connect", required_argument, NULL, 'n'},
+		{"token-file", required_argument, NULL, 'T'},
+		{"ca-file", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
 	bool		print = false;
 	const char *secret = NULL;
 	const char *secret_file = NULL;
+	const char *token_file = NULL;
 	int			c;
 
 	memset(opt, 0, sizeof(*opt));
@@ -439,6 +473,15 @@ parse_options(int argc, char **argv, Options *opt)
 			case 'K':
 				opt->tls_key = optarg;
 				break;
+			case 'n':
+				opt->connect_url = optarg;
+				break;
+			case 'T':
+				token_file = optarg;
+				break;
+			case 'A':
+				opt->ca_file = optarg;
+				break;
 			case 'h':
 				usage(stdout);
 				exit(0);
@@ -450,10 +493,25 @@ parse_options(int argc, char **argv, Options *opt)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument \"%s\"", argv[optind]);
-	if (opt->handler == NULL || opt->handler[0] == '\0')
-		bad_usage("--handler is required");
-	if (opt->listen_port < 0)
-		bad_usage("--listen is required");
+	if (opt->connect_url)
+	{
+		if (opt->listen_port >= 0 || opt->advertise || opt->tls_cert || opt->tls_key)
+			bad_usage("--connect goes without --listen, --advertise, --tls-cert and --tls-key");
+		if (secret || secret_file)
+			bad_usage("with --connect, give the token with --token-file or CLUSTER_WORKER_TOKEN");
+		if (strncmp(opt->connect_url, "ws://", 5) != 0 && strncmp(opt->connect_url, "wss://", 6) != 0)
+			bad_usage("--connect must be a ws:// or wss:// URL, not \"%s\"", opt->connect_url);
+		secret_file = token_file;
+	}
+	else
+	{
+		if (token_file || opt->ca_file)
+			bad_usage("--token-file and --ca-file go with --connect");
+		if (opt->handler == NULL || opt->handler[0] == '\0')
+			bad_usage("--handler is required");
+		if (opt->listen_port < 0)
+			bad_usage("--listen is required");
+	}
 	if ((opt->exec_command != NULL) == print)
 		bad_usage("give exactly one of --exec and --print");
 	if (opt->per_event && opt->exec_command == NULL)
@@ -461,6 +519,8 @@ parse_options(int argc, char **argv, Options *opt)
 	if ((opt->tls_cert != NULL) != (opt->tls_key != NULL))
 		bad_usage("--tls-cert and --tls-key go together");
 	resolve_secret(opt, secret, secret_file);
+	if (opt->connect_url && opt->secret == NULL)
+		bad_usage("--connect needs a token: --token-file FILE or CLUSTER_WORKER_TOKEN");
 }
 
 static bool
@@ -654,7 +714,8 @@ run(void)
 		check_shutdown_requests(&phase);
 
 		now = lws_now_usecs();
-		if (now >= next_heartbeat && phase <= PHASE_DRAINING && !gone)
+		if (now >= next_heartbeat && phase <= PHASE_DRAINING && !gone &&
+			worker.opt.connect_url == NULL)
 		{
 			heartbeat(&phase);
 			now = lws_now_usecs();
@@ -676,16 +737,22 @@ main(int argc, char **argv)
 
 	if (!server_start(&server_callbacks, signal_pipe[0]))
 		return 1;
-	worker.address = build_address();
-	/* at startup every failure is an error: the handler may be on its way */
-	if (registry_register() != REGISTERED)
+	if (worker.opt.connect_url)
+		worker.address = xstrdup(worker.opt.connect_url);
+	else
 	{
-		registry_unregister();	/* closes the database connection */
-		server_stop();
-		return 1;
+		worker.address = build_address();
+		/* at startup every failure is an error: the handler may be on its way */
+		if (registry_register() != REGISTERED)
+		{
+			registry_unregister();	/* closes the database connection */
+			server_stop();
+			return 1;
+		}
 	}
-	wlog("LOG", "serving handler \"%s\" at %s (%s mode, capacity %d)",
-		 worker.opt.handler, worker.address,
+	wlog("LOG", "serving handler \"%s\" %s %s (%s mode, capacity %d)",
+		 worker.opt.handler ? worker.opt.handler : "of the token",
+		 worker.opt.connect_url ? "dialing in to" : "at", worker.address,
 		 worker.opt.per_event ? "per-event exec" :
 		 worker.opt.exec_command ? "exec" : "print", worker.opt.capacity);
 

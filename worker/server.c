@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * server.c
- *	  The libwebsockets side: one context, one listening vhost, the leader
- *	  connections, and the raw file descriptors the loop watches besides.
+ *	  The libwebsockets side: one context, one vhost (listening, or with
+ *	  --connect dialing the leader), the leader connections, and the raw
+ *	  file descriptors the loop watches besides.
  *
  * Three lws protocols share the vhost:
  *	cluster-worker			the WebSocket protocol the leader speaks (also
@@ -42,6 +43,8 @@
 #define RX_CHUNK_SIZE	(64 * 1024)		/* what lws hands us at a time */
 #define RX_KEEP_SIZE	(1024 * 1024)	/* larger buffers are freed after use */
 #define AUTH_HEADER_MAX 4096
+#define DIAL_MIN_US		(100 * LWS_US_PER_MS)	/* --connect: first redial */
+#define DIAL_MAX_US		LWS_US_PER_SEC	/* a takeover's gap stays about a second */
 
 /* One text message waiting to be written, with lws's headroom in front. */
 typedef struct Outgoing
@@ -72,6 +75,8 @@ static int	port;				/* the port actually bound */
 static Connection *connections;
 static bool closing_all = false;
 static lws_sorted_usec_list_t wake_sul;
+static lws_sorted_usec_list_t dial_sul;
+static lws_usec_t dial_backoff;	/* --connect: wait before dialing again */
 static char listen_numeric[NI_MAXHOST];
 
 static int	callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
@@ -298,6 +303,31 @@ log_peer_close(Connection *c, const unsigned char *in, size_t len)
 		 (int) (len - 2), (const char *) in + 2);
 }
 
+static void dial_leader(lws_sorted_usec_list_t *sul);
+
+/* --connect: dial again after the backoff, unless shutting down */
+static void
+schedule_dial(void)
+{
+	if (closing_all)
+		return;
+	dial_backoff = dial_backoff == 0 ? DIAL_MIN_US :
+		(dial_backoff * 2 > DIAL_MAX_US ? DIAL_MAX_US : dial_backoff * 2);
+	lws_sul_schedule(context, 0, &dial_sul, dial_leader, dial_backoff);
+}
+
+/* --connect: present the token on the upgrade */
+static int
+append_token(struct lws *wsi, unsigned char **p, size_t len)
+{
+	char		value[AUTH_HEADER_MAX];
+
+	snprintf(value, sizeof(value), "Bearer %s", worker.opt.secret);
+	return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+										(unsigned char *) value, strlen(value),
+										p, *p + len) ? -1 : 0;
+}
+
 static int
 callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
 				void *user, void *in, size_t len)
@@ -306,6 +336,27 @@ callback_leader(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason)
 	{
+		/* --connect: we dial the leader */
+		case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+			return append_token(wsi, (unsigned char **) in, len);
+		case LWS_CALLBACK_CLIENT_ESTABLISHED:
+			dial_backoff = 0;
+			connection_opened(c, wsi);
+			return 0;
+		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+			wlog("WARNING", "could not connect to the leader at %s: %s",
+				 worker.opt.connect_url, in ? (const char *) in : "unknown error");
+			schedule_dial();
+			return 0;
+		case LWS_CALLBACK_CLIENT_RECEIVE:
+			return receive_fragment(c, (const char *) in, len);
+		case LWS_CALLBACK_CLIENT_WRITEABLE:
+			return write_next(c);
+		case LWS_CALLBACK_CLIENT_CLOSED:
+			connection_closed(c);
+			schedule_dial();
+			return 0;
+		/* --listen: the leader dials us */
 		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 			if (closing_all)
 				return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
@@ -474,7 +525,7 @@ server_start(const ServerCallbacks *cb, int wake_fd)
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	if (tls)
+	if (tls || worker.opt.connect_url)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	context = lws_create_context(&info);
 	if (context == NULL)
@@ -494,7 +545,15 @@ server_start(const ServerCallbacks *cb, int wake_fd)
 		info.ssl_cert_filepath = worker.opt.tls_cert;
 		info.ssl_private_key_filepath = worker.opt.tls_key;
 	}
-	if (set_listen_address(&info))
+	if (worker.opt.connect_url)
+	{
+		/* no listening socket: the vhost holds the client and the pipes */
+		info.port = CONTEXT_PORT_NO_LISTEN;
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.client_ssl_ca_filepath = worker.opt.ca_file;
+		vhost = lws_create_vhost(context, &info);
+	}
+	else if (set_listen_address(&info))
 		vhost = lws_create_vhost(context, &info);
 	if (vhost == NULL)
 	{
@@ -505,6 +564,8 @@ server_start(const ServerCallbacks *cb, int wake_fd)
 		return false;
 	}
 	port = lws_get_vhost_listen_port(vhost);
+	if (worker.opt.connect_url)
+		dial_leader(&dial_sul);
 
 	if (adopt_fd(wake_fd, "cluster-worker-signals", NULL) == NULL)
 	{
@@ -513,6 +574,46 @@ server_start(const ServerCallbacks *cb, int wake_fd)
 		return false;
 	}
 	return true;
+}
+
+/* --connect: open a connection to the leader; failures dial again */
+static void
+dial_leader(lws_sorted_usec_list_t *sul)
+{
+	struct lws_client_connect_info info;
+	char		uri[2048];
+	char		path[2048];
+	const char *prot,
+			   *host,
+			   *rest;
+	int			port_num;
+
+	(void) sul;
+	if (closing_all)
+		return;
+	snprintf(uri, sizeof(uri), "%s", worker.opt.connect_url);
+	if (lws_parse_uri(uri, &prot, &host, &port_num, &rest))
+	{
+		wlog("WARNING", "could not parse --connect \"%s\"", worker.opt.connect_url);
+		schedule_dial();
+		return;
+	}
+	snprintf(path, sizeof(path), "/%s", rest);
+	memset(&info, 0, sizeof(info));
+	info.context = context;
+	info.vhost = vhost;
+	info.address = host;
+	info.host = host;
+	info.origin = host;
+	info.port = port_num;
+	info.path = path;
+	info.ssl_connection = strcmp(prot, "wss") == 0 ? LCCSCF_USE_SSL : 0;
+	info.local_protocol_name = "cluster-worker";
+	if (lws_client_connect_via_info(&info) == NULL)
+	{
+		wlog("WARNING", "could not start a connection to %s", worker.opt.connect_url);
+		schedule_dial();
+	}
 }
 
 void

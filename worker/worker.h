@@ -22,7 +22,8 @@ typedef struct Options
 	const char *listen_host;	/* as given: NULL or "" means any address */
 	int			listen_port;	/* 0: let the kernel choose */
 	const char *advertise;		/* NULL: derived from --listen */
-	const char *secret;			/* malloc'd; NULL: no Authorization required */
+	const char *secret;			/* malloc'd; NULL: no Authorization required;
+								 * with connect_url, the token we present */
 	int			capacity;		/* deliveries run at once */
 	const char *conninfo;		/* NULL: libpq's PG* environment */
 	int			heartbeat_secs;
@@ -30,6 +31,8 @@ typedef struct Options
 	bool		per_event;		/* --exec runs once per event, never a batch */
 	const char *tls_cert;
 	const char *tls_key;
+	const char *connect_url;	/* dial the leader instead (ws:// or wss://) */
+	const char *ca_file;		/* with wss://: CAs to verify the leader by */
 } Options;
 
 typedef struct Worker

@@ -134,15 +134,22 @@ function dial(backoffMs) {
   const ca = opt('--ca', null);
   const ws = new WebSocket(connectUrl, { headers, ca: ca ? fs.readFileSync(ca) : undefined });
   let next = backoffMs;
+  let redialed = false;
+  const redial = () => {
+    if (redialed) return;
+    redialed = true;
+    setTimeout(() => dial(Math.min(next * 2, 1000)), next);
+  };
   ws.on('open', () => { next = 100; console.log('connected'); });
   ws.on('unexpected-response', (req, res) => {
     console.log(`refused: HTTP ${res.statusCode}`);
     req.destroy();
+    redial(); // no 'close' follows a refused upgrade
   });
-  ws.on('error', () => {});
+  ws.on('error', redial);
   ws.on('close', (code, reason) => {
     console.log(`closed: ${code} ${reason}`);
-    setTimeout(() => dial(Math.min(next * 2, 1000)), next);
+    redial();
   });
   serve(ws);
 }

@@ -38,7 +38,8 @@ class Worker {
   // args: cluster-worker's options; --listen 127.0.0.1:0 is added unless given.
   static async start(args, { env = {}, wrapper = [], timeout = 10000 } = {}) {
     const w = new Worker();
-    const full = args.includes('--listen') ? args : ['--listen', '127.0.0.1:0', ...args];
+    const full = args.includes('--listen') || args.includes('--connect')
+      ? args : ['--listen', '127.0.0.1:0', ...args];
     const argv = [...wrapper, WORKER, ...full];
     w.child = spawn(argv[0], argv.slice(1), {
       env: { ...process.env, ...env },
@@ -57,10 +58,11 @@ class Worker {
     });
     const m = await until(() => {
       if (w.exit) throw new Error(`worker exited early (${JSON.stringify(w.exit)}):\n${w.stderr}`);
-      return w.stderr.match(/serving handler "[^"]*" at (\S+)/);
+      return w.stderr.match(/serving handler "[^"]*" (?:at|dialing in to) (\S+)/);
     }, 'the worker to start', timeout);
     w.address = m[1];
-    w.workerId = w.stderr.match(/registered as worker (\S+)/)[1];
+    const registered = w.stderr.match(/registered as worker (\S+)/);
+    w.workerId = registered ? registered[1] : null;
     return w;
   }
 

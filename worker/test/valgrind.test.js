@@ -4,7 +4,8 @@
 // each outcome (a failing batch run again per event among them), a refused
 // and a closed connection, a re-registration, and a SIGTERM with a delivery
 // in flight.  Two: --per-event, then the registration gone for good (exit
-// 3) with a delivery in flight.  Any memory error or definite/indirect leak
+// 3) with a delivery in flight.  Three: --connect, refused, served,
+// closed and dialed again, then SIGTERM.  Any memory error or definite/indirect leak
 // fails the test.
 
 const { test } = require('node:test');
@@ -12,8 +13,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const WebSocket = require('ws');
 const {
-  Worker, Leader, event, delivery, hello, sql, sleep,
+  Worker, Leader, event, delivery, hello, sql, sleep, until,
 } = require('./harness');
 
 const SCRIPT = path.join(__dirname, 'handler.sh');
@@ -108,5 +110,37 @@ test('--per-event, then the registration gone for good, under valgrind', { timeo
   const report = fs.readFileSync(log, 'utf8');
   assert.match(report, /ERROR SUMMARY: 0 errors/, report);
   assert.deepEqual(exit, { code: 3, signal: null }, report);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('--connect under valgrind: a refusal, a delivery, a close and a redial, SIGTERM', { timeout: 120000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-vg-'));
+  const log = path.join(dir, 'valgrind.log');
+  const tokenFile = path.join(dir, 'token');
+  fs.writeFileSync(tokenFile, 'cwt_vg\n', { mode: 0o600 });
+  let accept = false;
+  const server = new WebSocket.Server({ port: 0, host: '127.0.0.1', verifyClient: () => accept });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const leaders = [];
+  server.on('connection', (ws) => leaders.push(new Leader(ws)));
+  const w = await Worker.start(['--connect', `ws://127.0.0.1:${server.address().port}/`,
+    '--token-file', tokenFile, '--exec', `exec sh ${SCRIPT}`], { wrapper: memcheck(dir), timeout: 60000 });
+  await w.waitLog(/unauthorized/, 20000);
+  accept = true;
+  const first = await until(() => leaders[0], 'a connection', 20000);
+  first.send(hello('vg-connect'));
+  first.send(delivery('c1', [event({ do: 'echo' })]));
+  assert.equal((await first.answer('c1', 20000)).type, 'ack');
+  first.ws.close(1001, 'leader going away');
+  const second = await until(() => leaders[1], 'a redial', 20000);
+  second.send(delivery('c2', [event({ do: 'nothing' })]));
+  assert.equal((await second.answer('c2', 20000)).type, 'ack');
+  w.signal('SIGTERM');
+  assert.equal((await second.closed).code, 1001);
+  const exit = await w.exited;
+  server.close();
+  const report = fs.readFileSync(log, 'utf8');
+  assert.match(report, /ERROR SUMMARY: 0 errors/, report);
+  assert.deepEqual(exit, { code: 0, signal: null }, report);
   fs.rmSync(dir, { recursive: true });
 });

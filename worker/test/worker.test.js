@@ -9,6 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
+const WebSocket = require('ws');
 const {
   Worker, Leader, event, delivery, hello, sql, sqlRows, sleep, until,
 } = require('./harness');
@@ -89,6 +90,68 @@ test('--secret: 401 without or with a wrong bearer token', async () => {
   await leader.close();
   assert.equal((await w.stop()).code, 0);
   assert.deepEqual(calls(w.workerId)[0], ['register', w.workerId, 'secret-h', w.address, 's3cret', '3']);
+});
+
+// --connect: the worker dials a listening leader (played here by a
+// WebSocketServer) with its token, is served, and dials again after a close
+// or a refusal; no registration, no database
+test('--connect: token on the upgrade, served, redials after a close and a 401', async (t) => {
+  const tokens = new Set(['cwt_good']);
+  const seen = [];
+  const server = new WebSocket.Server({
+    port: 0,
+    host: '127.0.0.1',
+    verifyClient: (info) => {
+      seen.push(info.req.headers.authorization);
+      return tokens.has((info.req.headers.authorization || '').replace(/^Bearer /, ''));
+    },
+  });
+  await new Promise((resolve) => server.once('listening', resolve));
+  t.after(() => server.close());
+  const connections = [];
+  server.on('connection', (ws) => connections.push(new Leader(ws)));
+  const dir = secretDir(t);
+  const w = await startWorker(t, ['--connect', `ws://127.0.0.1:${server.address().port}/`,
+    '--token-file', writeSecret(dir, 'token', 'cwt_good\n'), '--print']);
+  assert.equal(w.workerId, null, 'nothing is registered');
+  const first = await until(() => connections[0], 'the worker to dial in');
+  assert.equal(seen[0], 'Bearer cwt_good');
+  first.send(hello('dialed'));
+  first.send(delivery('c1', [event({ n: 1 })]));
+  assert.equal((await first.answer('c1')).type, 'ack');
+  // a refusal, then a close: it dials again each time, within about a second
+  tokens.clear();
+  const closedAt = Date.now();
+  first.ws.close(1001, 'leader going away');
+  await until(() => seen.length >= 2, 'a refused redial', 3000);
+  await w.waitLog(/could not connect to the leader at ws:\/\/127\.0\.0\.1:\d+\/: .*unauthorized/);
+  tokens.add('cwt_good');
+  const second = await until(() => connections[1], 'a redial after the refusal', 5000);
+  assert.ok(Date.now() - closedAt < 5000, 'redialed within the backoff');
+  second.send(delivery('c2', [event({ n: 2 })]));
+  assert.equal((await second.answer('c2')).type, 'ack');
+  assert.equal(w.stdoutLines().length, 2);
+  assert.equal((await w.stop()).code, 0);
+});
+
+test('--connect usage: a token is needed, and --listen, --secret or a bad URL are refused', (t) => {
+  const dir = secretDir(t);
+  const token = writeSecret(dir, 'token', 'cwt_x');
+  const run = (args, env = {}) => spawnSync(WORKER, args, {
+    encoding: 'utf8', env: { ...process.env, CLUSTER_WORKER_TOKEN: '', ...env },
+  });
+  const cases = [
+    [['--connect', 'ws://127.0.0.1:1/', '--print'], /needs a token/],
+    [['--connect', 'http://127.0.0.1:1/', '--token-file', token, '--print'], /ws:\/\/ or wss:\/\//],
+    [['--connect', 'ws://127.0.0.1:1/', '--token-file', token, '--listen', '127.0.0.1:0', '--print'], /goes without --listen/],
+    [['--connect', 'ws://127.0.0.1:1/', '--secret', 's', '--print'], /--token-file or CLUSTER_WORKER_TOKEN/],
+    [['--handler', 'h', '--listen', '127.0.0.1:0', '--token-file', token, '--print'], /go with --connect/],
+  ];
+  for (const [args, message] of cases) {
+    const r = run(args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
 });
 
 // A scratch directory for secret files, removed after the test.

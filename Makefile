@@ -45,7 +45,7 @@ RUN_AS = scripts/run-as-tester
 BINDIR := $(shell $(PG_CONFIG) --bindir)
 PGXS_DIR := $(dir $(PGXS))..
 
-.PHONY: test demo bench valgrind setup install-worker clean-worker test-regress test-isolation test-tap test-fuzz
+.PHONY: test demo bench valgrind setup install-worker clean-worker test-regress test-isolation test-tap test-fuzz test-clients
 
 setup:
 	scripts/setup
@@ -56,7 +56,7 @@ test: setup
 	scripts/prepare-out $(OUT)
 	$(MAKE) test-fuzz
 	$(MAKE) -C worker check
-	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap
+	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap test-clients
 
 test-regress:
 	mkdir -p $(OUT)/regress
@@ -71,6 +71,11 @@ test-isolation:
 		--temp-instance=$(OUT)/isolation/instance --temp-config=test/cluster.conf \
 		--inputdir=test/isolation --outputdir=$(OUT)/isolation \
 		--dbname=postgres --use-existing $(ISOLATION_TESTS)
+
+# the client libraries' own suites, each against a throwaway server
+test-clients:
+	clients/node/test/run $(OUT)/clients-node
+	clients/python/test/run $(OUT)/clients-python
 
 test-tap:
 	rm -rf $(OUT)/tap && mkdir -p $(OUT)/tap

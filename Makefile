@@ -45,7 +45,7 @@ RUN_AS = scripts/run-as-tester
 BINDIR := $(shell $(PG_CONFIG) --bindir)
 PGXS_DIR := $(dir $(PGXS))..
 
-.PHONY: test demo bench valgrind setup install-worker clean-worker test-regress test-isolation test-tap test-fuzz test-clients
+.PHONY: test demo bench valgrind setup install-worker clean-worker test-regress test-isolation test-tap test-fuzz test-clients test-netns
 
 setup:
 	scripts/setup
@@ -56,6 +56,7 @@ test: setup
 	scripts/prepare-out $(OUT)
 	$(MAKE) test-fuzz
 	$(MAKE) -C worker check
+	$(MAKE) test-netns
 	$(RUN_AS) $(MAKE) test-regress test-isolation test-tap test-clients
 
 test-regress:
@@ -71,6 +72,11 @@ test-isolation:
 		--temp-instance=$(OUT)/isolation/instance --temp-config=test/cluster.conf \
 		--inputdir=test/isolation --outputdir=$(OUT)/isolation \
 		--dbname=postgres --use-existing $(ISOLATION_TESTS)
+
+# workers on other hosts (network namespaces, a partition): as root, which
+# namespaces need; the server and the workers run as the test user
+test-netns:
+	OUT=$(OUT) prove test/netns/partition.pl
 
 # the client libraries' own suites, each against a throwaway server
 test-clients:

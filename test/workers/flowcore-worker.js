@@ -65,6 +65,8 @@ const verifyClient = (info) =>
 // is ignored); "connected" and "refused: HTTP <status>" are printed, and
 // the worker dials again 100 ms after a close, doubling to 1 s.
 const connectUrl = opt('--connect', null);
+// --host H: the address to listen on (default 127.0.0.1)
+const bindHost = opt('--host', '127.0.0.1');
 const token = opt('--token', null);
 let wss;
 if (connectUrl) {
@@ -75,9 +77,9 @@ if (connectUrl) {
     key: fs.readFileSync(opt('--tls-key', null)),
   });
   wss = new WebSocketServer({ server, verifyClient });
-  server.listen(Number(port), '127.0.0.1', () => console.log(`listening on ${port}`));
+  server.listen(Number(port), bindHost, () => console.log(`listening on ${port}`));
 } else {
-  wss = new WebSocketServer({ port: Number(port), host: '127.0.0.1', verifyClient });
+  wss = new WebSocketServer({ port: Number(port), host: bindHost, verifyClient });
 }
 const headOnly = logfile === '-' && !latencyFile && !answerMode && !badFence;
 const eventsHead = /^\{\s*"type"\s*:\s*"events"\s*,\s*"deliveryId"\s*:\s*("(?:[^"\\]|\\.)*")\s*,/;

@@ -92,7 +92,8 @@ test-tap:
 # The parsers of untrusted input, fuzzed with libFuzzer (and ASan, UBSan):
 # the decoder of worker messages, built with PostgreSQL's frontend JSON
 # parser, the parser of the worker addresses that registering roles send,
-# and cluster-worker's decoder of leader messages (worker/protocol.c, with
+# the parser of the endpoints a cluster_admin gives as "listen", and
+# cluster-worker's decoder of leader messages (worker/protocol.c, with
 # jansson; the rest of the worker is stubbed, lws not linked).  Each runs
 # on a copy of its seed corpus.  PostgreSQL's JSON parser leaks on error
 # paths by design (the server frees it with the memory context), so leak
@@ -107,14 +108,17 @@ $(OUT)/fuzz_protocol: test/fuzz/fuzz_protocol.c src/protocol.c src/protocol.h sr
 $(OUT)/fuzz_address: test/fuzz/fuzz_address.c src/allowlist.c src/allowlist.h
 	mkdir -p $(OUT)
 	$(FUZZ_CC) test/fuzz/fuzz_address.c src/allowlist.c $(FUZZ_LIBS) -o $@
+$(OUT)/fuzz_listen: test/fuzz/fuzz_listen.c src/listen.c src/listen.h
+	mkdir -p $(OUT)
+	$(FUZZ_CC) test/fuzz/fuzz_listen.c src/listen.c $(FUZZ_LIBS) -o $@
 FUZZ_WORKER_CC = clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -D_GNU_SOURCE -Iworker
 $(OUT)/fuzz_worker: test/fuzz/fuzz_worker.c worker/protocol.c worker/protocol.h src/wire.h
 	mkdir -p $(OUT)
 	$(FUZZ_WORKER_CC) test/fuzz/fuzz_worker.c worker/protocol.c -ljansson -o $@
 
-test-fuzz: $(OUT)/fuzz_protocol $(OUT)/fuzz_address $(OUT)/fuzz_worker
-	set -e; for t in protocol:corpus address:corpus-address worker:corpus-worker; do \
+test-fuzz: $(OUT)/fuzz_protocol $(OUT)/fuzz_address $(OUT)/fuzz_listen $(OUT)/fuzz_worker
+	set -e; for t in protocol:corpus address:corpus-address listen:corpus-listen worker:corpus-worker; do \
 		name=$${t%%:*}; corpus=$${t#*:}; leaks=0; [ $$name != worker ] || leaks=1; \
 		rm -rf $(OUT)/fuzz-$$corpus && cp -r test/fuzz/$$corpus $(OUT)/fuzz-$$corpus; \
 		echo "fuzz_$$name:"; \

@@ -3,17 +3,17 @@
  * listen.c
  *	  Where a coordinator's leader may listen (cluster.worker_listen).
  *
+ * listen_parse, the parser of what a cluster_admin gives as "listen", is
+ * also built alone with FRONTEND for its fuzzer (test/fuzz/fuzz_listen.c).
+ *
  *-------------------------------------------------------------------------
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
 #include "postgres.h"
+#endif
 
-#include <arpa/inet.h>
-
-#include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/varlena.h"
-
-#include "cluster.h"
 #include "listen.h"
 
 /*
@@ -65,6 +65,14 @@ listen_parse(const char *endpoint, ListenAddress *addr, const char **why)
 		strncmp(addr->host, "127.", 4) == 0 || strcmp(addr->host, "::1") == 0;
 	return true;
 }
+
+#ifndef FRONTEND
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/varlena.h"
+
+#include "cluster.h"
 
 /* Is the endpoint listed in cluster.worker_listen (spelled the same)? */
 static bool
@@ -150,3 +158,5 @@ cluster_check_listen(PG_FUNCTION_ARGS)
 				 errhint("A superuser can allow it in cluster.worker_listen, with cluster.listen_cert_file and cluster.listen_key_file for an address off the loopback interface.")));
 	PG_RETURN_VOID();
 }
+
+#endif							/* !FRONTEND */

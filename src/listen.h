@@ -17,8 +17,6 @@
 #ifndef CLUSTER_LISTEN_H
 #define CLUSTER_LISTEN_H
 
-#include "utils/guc.h"
-
 #define LISTEN_MAX_HOST 256
 
 typedef struct ListenAddress
@@ -29,7 +27,12 @@ typedef struct ListenAddress
 } ListenAddress;
 
 extern bool listen_parse(const char *endpoint, ListenAddress *addr, const char **why);
+
+#ifndef FRONTEND
+#include "utils/guc.h"
+
 extern bool listen_allowed(const char *endpoint, ListenAddress *addr, const char **why);
 extern bool listen_check_hook(char **newval, void **extra, GucSource source);
+#endif
 
 #endif							/* CLUSTER_LISTEN_H */

@@ -155,6 +155,18 @@ ok(defined poll_until($node,
 publish(50);
 all_acked('after the revocation', 'a', 'b');
 
+# a worker that dialed in and breaks the protocol is closed like a dialled one
+my $bad_token = token('jobs', "label => 'bad'");
+dial_in('badjson', $bad_token, '--bad-json');
+ok(output_matches('badjson', qr/^connected$/m), 'a hostile worker dials in');
+publish(50);
+ok(output_matches('badjson', qr/closed: 1007 /), 'its invalid JSON closes the connection with 1007');
+my $bad_id = $node->safe_psql('postgres', "SELECT id FROM cluster.worker_tokens WHERE label = 'bad'");
+$node->safe_psql('postgres', "SELECT cluster.revoke_worker_token('$bad_id')");
+all_acked('after a hostile worker dialed in', 'a', 'b');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM cluster.engines WHERE role = \'leader\''), '1',
+	'the leader stayed');
+
 # takeover: the new leader listens, the worker that dials in is served
 my $token_c = token('jobs', "label => 'c'");
 dial_in('c', $token_c);

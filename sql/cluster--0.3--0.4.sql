@@ -251,6 +251,33 @@ COMMENT ON VIEW cluster.workers IS
 'workers the leader dials (registered) and workers that dialed in (with a token, while connected): connected, in flight, delivered, acked, failed, reconnects, last error, round-trip time';
 
 -------------------------------------------------------------------------
+-- For monitoring: the handlers' failure counters in their view
+-------------------------------------------------------------------------
+
+CREATE OR REPLACE VIEW cluster.handlers AS
+SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
+	   (h.state #>> '{cursor,0}') || '/' ||
+	   CASE h.state #>> '{cursor,1}' WHEN '9223372036854775807' THEN '*'
+			ELSE h.state #>> '{cursor,1}' END AS cursor,
+	   lag.events AS lag_events,
+	   lag.seconds AS lag_seconds,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   (SELECT count(*) FROM jsonb_object_keys(h.state -> 'retry'))::int AS retrying,
+	   (SELECT count(*) FROM cluster.dead_letters d WHERE d.handler_id = h.id) AS dead_letters,
+	   coalesce((h.state #>> '{counters,processed}')::bigint, 0) AS processed,
+	   h.state #>> '{last_error,message}' AS last_error,
+	   (h.state #>> '{last_error,at}')::timestamptz AS last_error_at,
+	   h.paused,
+	   coalesce((h.state #>> '{counters,failed}')::bigint, 0) AS failed,
+	   coalesce((h.state #>> '{counters,dead_lettered}')::bigint, 0) AS dead_lettered
+  FROM cluster.handler h
+  JOIN cluster.pump p ON p.id = h.pump_id
+  LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id,
+  LATERAL cluster._handler_lag(h.id) lag;
+COMMENT ON VIEW cluster.handlers IS
+'every handler: cursor (txid/id; txid/* after every event of that transaction), how far behind it is, what is in flight or retrying, dead letters, the last error, and its processed, failed and dead-lettered counters';
+
+-------------------------------------------------------------------------
 -- Privileges
 -------------------------------------------------------------------------
 

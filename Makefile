@@ -2,7 +2,10 @@
 #
 #   make            build (warnings are errors)
 #   make install    install into the PostgreSQL found by pg_config
-#   make test       install what is missing, build, install, run every test
+#   make setup      install the Debian packages and npm modules the tests need
+#   make test       make setup, build, install, run every test on throwaway instances
+#   make installcheck   the regression, isolation and TAP suites against a
+#                   running server set up as test/cluster.conf says (no apt)
 #   make demo       the main job, end to end, on a throwaway instance
 #   make bench      the benchmarks
 
@@ -21,8 +24,24 @@ SHLIB_LINK = -lwebsockets -luv
 REGRESS_TESTS = coordination coordinators privileges pumps workers
 ISOLATION_TESTS = lease_race kv_race publish_order
 
+# PGXS's own test variables: "make installcheck" runs the same suites
+# against a server already running with shared_preload_libraries =
+# 'cluster' and the settings of test/cluster.conf, as every contrib module
+# does (the TAP tests start nodes of their own from the installed
+# binaries).  make test runs them on temporary instances instead.
+REGRESS = $(REGRESS_TESTS)
+ISOLATION = $(ISOLATION_TESTS)
+ISOLATION_OPTS = --inputdir=test/isolation --use-existing
+TAP_TESTS = 1
+PROVE_TESTS ?= test/t/*.pl
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+PROVE_FLAGS += -I test/perl
+# the databases installcheck uses; the isolation specs run in "postgres",
+# where the engines run (cluster.database), and create nothing else
+CONTRIB_TESTDB = cluster_regress
+ISOLATION_TESTDB = postgres
 
 # the headers are the modules' contracts: a change rebuilds every object
 $(OBJS): $(wildcard src/*.h)
@@ -87,7 +106,7 @@ test-tap:
 	rm -rf $(OUT)/tap && mkdir -p $(OUT)/tap
 	TESTDIR='$(CURDIR)/$(OUT)/tap' PATH="$(BINDIR):$$PATH" \
 	PG_REGRESS='$(PGXS_DIR)/test/regress/pg_regress' \
-	prove -I $(PGXS_DIR)/test/perl -I test/perl $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
+	prove -I $(PGXS_DIR)/test/perl $(PROVE_FLAGS) $(PROVE_TESTS)
 
 # The parsers of untrusted input, fuzzed with libFuzzer (and ASan, UBSan):
 # the decoder of worker messages, built with PostgreSQL's frontend JSON

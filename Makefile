@@ -157,12 +157,14 @@ bench: setup
 	$(MAKE) all
 	$(MAKE) install
 	scripts/prepare-out $(OUT)
+	rm -f $(OUT)/bench/figures.tsv
 	$(RUN_AS) bench/idle $(OUT)/bench/idle
 	$(RUN_AS) bench/pump $(OUT)/bench/pump
 	$(RUN_AS) bench/backlog $(OUT)/bench/backlog
 	$(RUN_AS) bench/mesh $(OUT)/bench/mesh
 	$(RUN_AS) bench/patch $(OUT)/bench/patch
 	$(RUN_AS) bench/commit $(OUT)/bench/commit
+	$(RUN_AS) bench/charts $(OUT)/bench
 
 # The extension under valgrind: a server whose processes all run under
 # memcheck goes through leadership changes and every SQL function; any

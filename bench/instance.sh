@@ -20,3 +20,5 @@ EOC
 pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 trap 'pg_ctl -D "$dir/data" -m fast -w stop >/dev/null' EXIT
 psql() { command psql -X -h "$dir" -p "$port" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+# figure NAME VALUE: keep a figure for bench/charts, in the run's figures.tsv
+figure() { printf '%s\t%s\n' "$1" "$2" >>"$(dirname "$dir")/figures.tsv"; }

@@ -37,8 +37,13 @@
 #include "shmem.h"
 #include "transport.h"
 
-/* how often an idle engine on a hot standby checks for promotion */
-#define RECOVERY_CHECK_MS 1000
+/*
+ * How often an idle engine on a hot standby checks for promotion: a read
+ * of shared memory, ten wakeups a second on standby servers only, so that
+ * a promoted server's engines lead within about this long (under an HA
+ * manager every second here was a second of the failover).
+ */
+#define RECOVERY_CHECK_MS 100
 
 typedef struct Engine
 {

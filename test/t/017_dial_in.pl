@@ -28,6 +28,8 @@ $node->safe_psql('postgres', qq{
 $node->wait_for_log(qr/cluster leader listens at "\Q$listen\E"/);
 
 my (%procs, %logs, %outs);
+# the workers that dial in die with the test, even when it fails
+END { $_->kill_kill for grep { $_->pumpable } values %procs; }
 sub dial_in
 {
 	my ($name, $token, @opts) = @_;

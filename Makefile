@@ -37,7 +37,7 @@ PROVE_TESTS ?= test/t/*.pl
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-PROVE_FLAGS += -I test/perl
+override PROVE_FLAGS += -I test/perl
 # the databases installcheck uses; the isolation specs run in "postgres",
 # where the engines run (cluster.database), and create nothing else
 CONTRIB_TESTDB = cluster_regress

@@ -13,6 +13,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -32,6 +33,9 @@
 #include "launcher.h"
 #include "scheduler.h"
 #include "shmem.h"
+
+/* a hot standby's databases without the extension are looked at this often */
+#define STANDBY_RECHECK_MS 1000
 
 /* What the launcher knows of each database's scheduler. */
 typedef struct SchedulerControl
@@ -161,6 +165,7 @@ scheduler_exited(SchedulerControl *c, TimestampTz now)
 	{
 		c->idle = true;
 		c->backoff_ms = 0;
+		c->next_start = TimestampTzPlusMilliseconds(now, STANDBY_RECHECK_MS);
 		return;
 	}
 	c->backoff_ms = backoff_restart(c->backoff_ms, c->started_at, now);
@@ -236,7 +241,19 @@ launcher_reconcile(void)
 		if (c->handle)
 			continue;
 		if (c->idle && c->recheck_seen == recheck)
-			continue;
+		{
+			/*
+			 * A CREATE EXTENSION replayed on a hot standby wakes nobody
+			 * here: look again every STANDBY_RECHECK_MS while in recovery.
+			 */
+			if (!RecoveryInProgress())
+				continue;
+			if (c->next_start > now)
+			{
+				timeout = Min(timeout, TimestampDifferenceMilliseconds(now, c->next_start));
+				continue;
+			}
+		}
 		c->idle = false;
 		held = shmem_db(c->database, false);
 		if (held && held->hold_until > c->next_start)

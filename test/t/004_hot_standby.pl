@@ -47,6 +47,27 @@ is($standby->safe_psql('postgres',
 		"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'"),
 	$primary_fence, 'the fence replicated');
 
+# the extension dropped and created again on the primary: the standby's
+# engines go, and come back once the creation replays, though nothing on
+# the standby wakes its launcher (it looks again every second)
+$primary->safe_psql('postgres', 'DROP EXTENSION cluster');
+$primary->wait_for_catchup($standby);
+ok(defined poll_until($standby,
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'cluster engine'", '0'),
+	'DROP EXTENSION replayed: the standby has no engine');
+$primary->safe_psql('postgres', 'CREATE EXTENSION cluster');
+$primary->wait_for_catchup($standby);
+my $took = poll_until($standby, "SELECT string_agg(role, ',') FROM cluster.engines", 'idle,idle');
+ok(defined $took, 'CREATE EXTENSION replayed: the standby\'s engines are back, idle');
+note(sprintf('the standby\'s engines were back %.2f s after the creation replayed', $took // -1));
+cmp_ok($took // 99, '<', 5, 'within seconds, not at the next fallback poll');
+ok(defined poll_until($primary,
+		"SELECT count(*) FROM cluster.engines WHERE role = 'leader'", '1'),
+	'the primary leads again');
+$primary_fence = $primary->safe_psql('postgres',
+	"SELECT fence FROM cluster.leases WHERE key = 'coordinator/default'");
+$primary->wait_for_catchup($standby);
+
 # the primary goes on alone: fences the standby never receives (as with
 # asynchronous replication at a failover)
 $standby->stop;
@@ -61,7 +82,7 @@ ok(defined poll_until($standby,
 		"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND fence > $lost_fence AND fence > (1::bigint << 32)",
 		'1'),
 	"after promotion one engine leads with a fence above $lost_fence: its new timeline lifts it above 2^32");
-# the other engine notices the promotion at its next check (once a second)
+# the other engine notices the promotion at its next check (every 100 ms)
 ok(defined poll_until($standby,
 		"SELECT string_agg(role, ',' ORDER BY role) FROM cluster.engines", 'leader,standby'),
 	'the other one stands by');

@@ -101,6 +101,12 @@ cmp_ok(metric($metrics, 'cluster_coordinator_fence', coordinator => 'default'), 
 is(metric($metrics, 'cluster_handler_processed', %h), 7, 'cluster_handler_processed follows');
 cmp_ok(metric($metrics, 'cluster_worker_acked', worker => $worker_id) // 0, '>=', 1, 'cluster_worker_acked counts');
 
+# the Grafana dashboard beside the queries asks only for metrics served
+my %used = map { $_ => 1 } (slurp_file('monitoring/grafana-dashboard.json') =~ /\b(cluster_[a-z_]+)\b/g);
+my @missing = grep { $metrics !~ /^\Q$_\E\{/m } sort keys %used;
+is(scalar(@missing), 0, 'every metric of monitoring/grafana-dashboard.json is served')
+  or diag("missing: @missing");
+
 $h->kill_kill;
 $w->kill_kill;
 $node->stop;

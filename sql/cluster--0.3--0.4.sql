@@ -212,6 +212,29 @@ SELECT t.id, h.name AS handler, t.label, t.capacity, t.issued_by, t.issued_at,
 COMMENT ON VIEW cluster.worker_tokens IS
 'tokens of workers that dial in (never the token itself): handler, label, capacity, who issued it, expiry, revocation';
 
+/*
+ * DROP EXTENSION locks the tables engines read, in the order they read
+ * them, the tokens now among them (after the workers): an engine still
+ * running must not hold one while it waits for another.
+ */
+CREATE OR REPLACE FUNCTION cluster._before_drop()
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_terminate_backend(a.pid, 5000)
+	   FROM pg_stat_activity a
+	  WHERE a.backend_type = 'cluster engine'
+		AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database());
+	/* engines the launcher starts again wait here until the drop is done */
+	LOCK TABLE cluster.coordinator, cluster.lease, cluster.pump, cluster.handler,
+		cluster.dead_letters, cluster.worker, cluster.worker_token IN ACCESS EXCLUSIVE MODE;
+	PERFORM cluster._drop_wake_triggers(ARRAY(SELECT id FROM cluster.pump));
+	EXECUTE format('ALTER DATABASE %I SET cluster.fence_floor = %L', current_database(),
+				   greatest((SELECT max(fence) FROM cluster.lease), cluster._fence_floor())::text);
+END
+$$;
+
 -------------------------------------------------------------------------
 -- Both kinds of workers in one view
 -------------------------------------------------------------------------

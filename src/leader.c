@@ -504,8 +504,9 @@ leader_load(Leader *l)
 	leader_unload(l);
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
-	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps, &broken);
+	/* the coordinator first: cluster._before_drop locks in that order */
 	leader_load_listen(l);
+	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps, &broken);
 	worker_xact_commit();
 	l->reload_at = broken ?
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HANDLER_RELOAD_BROKEN_MS) : 0;
@@ -670,9 +671,10 @@ leader_load_workers(Leader *l)
 	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   cluster_worker_timeout / 3);
 	worker_xact_begin("cluster: loading workers");
+	/* pump, handler, worker: the order cluster._before_drop locks them in */
 	spi_exec_checked("SELECT w.id, w.handler_id, w.address, w.secret, w.capacity "
-					 "  FROM cluster.worker w JOIN cluster.handler h ON h.id = w.handler_id "
-					 "  JOIN cluster.pump p ON p.id = h.pump_id "
+					 "  FROM cluster.pump p JOIN cluster.handler h ON p.id = h.pump_id "
+					 "  JOIN cluster.worker w ON h.id = w.handler_id "
 					 " WHERE p.coordinator_id = $1 AND NOT h.paused "
 					 "   AND w.last_heartbeat > pg_catalog.now() - $2 * interval '1 ms' "
 					 "   AND cluster._may_manage_workers(w.handler_id, w.registered_by) "

@@ -46,9 +46,10 @@ tokens_load(int32 coordinator_id)
 										   ALLOCSET_SMALL_SIZES);
 		tokens_owner = ResourceOwnerCreate(NULL, "cluster worker tokens");
 	}
+	/* pump, handler, token: the order cluster._before_drop locks them in */
 	spi_exec_checked("SELECT t.id, t.handler_id, t.token_hash, t.capacity, t.expires_at "
-					 "  FROM cluster.worker_token t JOIN cluster.handler h ON h.id = t.handler_id "
-					 "  JOIN cluster.pump p ON p.id = h.pump_id "
+					 "  FROM cluster.pump p JOIN cluster.handler h ON p.id = h.pump_id "
+					 "  JOIN cluster.worker_token t ON h.id = t.handler_id "
 					 " WHERE p.coordinator_id = $1 AND NOT h.paused AND t.revoked_at IS NULL "
 					 "   AND (t.expires_at IS NULL OR t.expires_at > pg_catalog.now()) "
 					 "   AND cluster._may_manage_workers(t.handler_id, t.issued_by)",

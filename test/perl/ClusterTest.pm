@@ -11,7 +11,7 @@ use Time::HiRes qw(time usleep);
 use Exporter 'import';
 use IPC::Run;
 
-our @EXPORT = qw(cluster_node poll_until poll_until_in engines leader start_worker logged_ids);
+our @EXPORT = qw(cluster_node poll_until poll_until_in engines leader start_worker logged_ids test_certificate);
 
 # A node with the extension preloaded and created in "postgres".
 sub cluster_node
@@ -111,6 +111,25 @@ sub logged_ids
 		$ids{ (split / /)[0] }++ for split /\n/, slurp_file($log);
 	}
 	return \%ids;
+}
+
+# A CA and a certificate it signed for 127.0.0.1, in tmp_check/tls:
+# returns the directory, holding ca.pem and NAME.pem / NAME.key.
+sub test_certificate
+{
+	my ($name) = @_;
+	my $tls = "$PostgreSQL::Test::Utils::tmp_check/tls";
+	mkdir $tls;
+	PostgreSQL::Test::Utils::system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+		'-days', '2', '-subj', '/CN=cluster test CA', '-keyout', "$tls/ca.key", '-out', "$tls/ca.pem",
+		'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+	PostgreSQL::Test::Utils::system_or_bail('openssl', 'req', '-newkey', 'rsa:2048', '-nodes',
+		'-subj', '/CN=127.0.0.1', '-keyout', "$tls/$name.key", '-out', "$tls/$name.csr");
+	PostgreSQL::Test::Utils::append_to_file("$tls/ext.cnf", "subjectAltName=IP:127.0.0.1\n");
+	PostgreSQL::Test::Utils::system_or_bail('openssl', 'x509', '-req', '-in', "$tls/$name.csr",
+		'-CA', "$tls/ca.pem", '-CAkey', "$tls/ca.key", '-CAcreateserial', '-days', '2',
+		'-out', "$tls/$name.pem", '-extfile', "$tls/ext.cnf");
+	return $tls;
 }
 
 1;

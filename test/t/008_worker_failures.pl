@@ -11,17 +11,7 @@ use Test::More;
 use ClusterTest;
 
 # a CA and a certificate for 127.0.0.1, for the wss:// worker
-my $tls = "$PostgreSQL::Test::Utils::tmp_check/tls";
-mkdir $tls;
-system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-	'-subj', '/CN=cluster test CA', '-keyout', "$tls/ca.key", '-out', "$tls/ca.pem",
-	'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-system_or_bail('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
-	'-keyout', "$tls/worker.key", '-out', "$tls/worker.csr");
-PostgreSQL::Test::Utils::append_to_file("$tls/ext.cnf", "subjectAltName=IP:127.0.0.1\n");
-system_or_bail('openssl', 'x509', '-req', '-in', "$tls/worker.csr", '-CA', "$tls/ca.pem",
-	'-CAkey', "$tls/ca.key", '-CAcreateserial', '-days', '2', '-out', "$tls/worker.pem",
-	'-extfile', "$tls/ext.cnf");
+my $tls = test_certificate('worker');
 
 my $node = cluster_node('failures', conf => "cluster.ca_file = '$tls/ca.pem'\n");
 $node->start;

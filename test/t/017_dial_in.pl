@@ -191,17 +191,7 @@ publish(100);
 all_acked('after the takeover', 'a', 'b', 'c');
 
 # with a certificate the leader serves wss:// only, at the next reload
-my $tls = "$PostgreSQL::Test::Utils::tmp_check/tls";
-mkdir $tls;
-system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-	'-subj', '/CN=cluster test CA', '-keyout', "$tls/ca.key", '-out', "$tls/ca.pem",
-	'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-system_or_bail('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
-	'-keyout', "$tls/leader.key", '-out', "$tls/leader.csr");
-PostgreSQL::Test::Utils::append_to_file("$tls/ext.cnf", "subjectAltName=IP:127.0.0.1\n");
-system_or_bail('openssl', 'x509', '-req', '-in', "$tls/leader.csr", '-CA', "$tls/ca.pem",
-	'-CAkey', "$tls/ca.key", '-CAcreateserial', '-days', '2', '-out', "$tls/leader.pem",
-	'-extfile', "$tls/ext.cnf");
+my $tls = test_certificate('leader');
 $offset = -s $node->logfile;
 $node->append_conf('postgresql.conf',
 	"cluster.listen_cert_file = '$tls/leader.pem'\ncluster.listen_key_file = '$tls/leader.key'\n");

@@ -25,7 +25,18 @@ my $bindir = `pg_config --bindir`;
 chomp $bindir;
 my $user = getpwuid($<);
 my @procs;
-END { $_->kill_kill for grep { $_->pumpable } @procs; }
+# Patroni first, then the servers it started: a killed Patroni leaves its
+# postmaster running, holding its port until it finds its data directory
+# gone, and the next test's server could not bind it
+END
+{
+	$_->kill_kill for grep { $_->pumpable } @procs;
+	for my $n (1, 2)
+	{
+		system("pg_ctl -D '$base/n$n' -m immediate -w stop >/dev/null 2>&1")
+		  if -e "$base/n$n/postmaster.pid";
+	}
+}
 
 push @procs, IPC::Run::start(
 	[ 'etcd', '--name', 'e1', '--data-dir', "$base/etcd",

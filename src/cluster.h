@@ -13,11 +13,13 @@
 #define CLUSTER_H
 
 /*
- * The extension version whose tables this library reads and writes
- * (default_version in cluster.control): engines run only in databases
- * updated to it.
+ * The extension version this library installs (default_version in
+ * cluster.control), and the versions whose tables it reads and writes:
+ * engines run only in databases at one of them.  0.5 changed comments
+ * only, so a database still at 0.4 runs on.
  */
-#define CLUSTER_SCHEMA_VERSION "0.4"
+#define CLUSTER_VERSION "0.5"
+#define CLUSTER_SCHEMA_VERSIONS {"0.4", "0.5"}
 
 /* cluster.database: the database the extension lives in */
 extern char *cluster_database;

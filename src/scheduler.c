@@ -137,27 +137,31 @@ slot_for(int32 coordinator_id, const char *name, int ordinal)
 }
 
 /*
- * Is the extension's schema the one this library runs?  After a new build
- * is installed, a database's engines wait for ALTER EXTENSION cluster
- * UPDATE (said once in the log): the library reads and writes the tables
- * in their current shape only.
+ * Is the extension's schema one this library runs?  After a new build
+ * whose tables differ is installed, a database's engines wait for ALTER
+ * EXTENSION cluster UPDATE (said once in the log): the library reads and
+ * writes the tables in their current shape only.
  */
 static bool
 schema_current(const char *version)
 {
+	static const char *const versions[] = CLUSTER_SCHEMA_VERSIONS;
 	static bool said = false;
 
-	if (strcmp(version, CLUSTER_SCHEMA_VERSION) == 0)
+	for (size_t i = 0; i < lengthof(versions); i++)
 	{
-		said = false;
-		return true;
+		if (strcmp(version, versions[i]) == 0)
+		{
+			said = false;
+			return true;
+		}
 	}
 	if (!said)
 		ereport(LOG,
 				(errmsg("cluster engines of database \"%s\" wait for ALTER EXTENSION cluster UPDATE",
 						get_database_name(MyDatabaseId)),
 				 errdetail("The extension's version here is %s; this build of the library runs %s.",
-						   version, CLUSTER_SCHEMA_VERSION)));
+						   version, CLUSTER_VERSION)));
 	said = true;
 	return false;
 }

@@ -6,8 +6,8 @@
 # is in force.  Keep this test for every later version: it always starts
 # from 0.1.
 #
-# The library runs the current version's tables only: until the update,
-# the database's engines wait.  What a 0.1 leader leaves in a handler's row
+# The library runs the current version's tables only (0.4's are the same):
+# until the update, the database's engines wait.  What a 0.1 leader leaves in a handler's row
 # (cursor, done events above it, a retry, counters, the user state) is
 # written here as 0.1 wrote it.
 use strict;
@@ -80,15 +80,17 @@ $node->safe_psql('postgres', q{
 });
 pass('0.1 with the new library: REASSIGN OWNED, DROP OWNED and DROP ROLE work');
 
-$node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
+# 0.5 changed comments only, so the engines run from 0.4 on
+$node->safe_psql('postgres', "ALTER EXTENSION cluster UPDATE TO '0.4'");
 ok(defined poll_until($node, "SELECT count(*) FROM seen", '9'),
-	'after the update the engines run: 7 to 10 are handled, nothing twice');
+	'after the update to 0.4 the engines run: 7 to 10 are handled, nothing twice');
+$node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
 is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM seen"), '1,2,4,5,6,7,8,9,10',
 	'exactly the events the 0.1 leader had not done');
 is($node->safe_psql('postgres', "SELECT state ? 'user' FROM cluster.handler WHERE name = 'counter'"), 'f',
 	'the user state moved to its own column (0.3)');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.4',
-	'updated to 0.4');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.5',
+	'updated to 0.5');
 is($node->safe_psql('postgres', "SELECT listen IS NULL FROM cluster.coordinators WHERE name = 'default'"), 't',
 	'the updated coordinator listens nowhere (0.4)');
 is($node->safe_psql('postgres', "SELECT string_agg(k, ',' ORDER BY k::int) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen') k"),
@@ -135,11 +137,14 @@ is($node->safe_psql('postgres', "SELECT cluster.acquire_lease('fresh-key', 'me',
 # the installed scripts: every released version stays installable
 is($node->safe_psql('postgres',
 		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),
-	'0.1,0.2,0.3,0.4', 'versions 0.1 to 0.4 are available');
+	'0.1,0.2,0.3,0.4,0.5', 'versions 0.1 to 0.5 are available');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION cluster');
-is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.4',
-	'a new database gets 0.4');
+is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.5',
+	'a new database gets 0.5');
+is($node->safe_psql('fresh', "SELECT obj_description('cluster.create_handler'::regproc, 'pg_proc') ~ 'cluster.event'"), 't',
+	'with the comments of 0.5');
+
 
 $node->stop;
 done_testing();

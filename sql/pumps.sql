@@ -403,6 +403,16 @@ SELECT name, pump, lag_events, paused FROM cluster.handlers ORDER BY name;
 RESET ROLE;
 SELECT count(*) AS events FROM cluster.events;
 
+-- pg_monitor (pg_read_all_stats) sees every handler's lag, a statistic,
+-- and still not the events
+GRANT pg_monitor TO pump_app;
+SET ROLE pump_app;
+SELECT name, lag_events IS NOT NULL AS lag_known, lag_seconds IS NOT NULL AS age_known
+  FROM cluster.handlers ORDER BY name;
+SELECT count(*) FROM cluster.events;
+RESET ROLE;
+REVOKE pg_monitor FROM pump_app;
+
 -- a role with nothing can't publish
 SET ROLE pump_nobody;
 SELECT cluster.publish('orders', '{}');

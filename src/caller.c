@@ -10,6 +10,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -168,14 +169,19 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 
 /*
  * May "caller" know how many events a handler has ahead of it?  Its
- * owner, the pump's owner and whoever may read the source may.
+ * owner, the pump's owner and whoever may read the source may; so may
+ * pg_read_all_stats (pg_monitor): a count and an age are statistics, like
+ * pg_stat_user_tables' row counts, and monitoring needs them without the
+ * right to read the events.
  */
 static bool
 may_see_source(Oid caller, Pump *pump, Oid handler_owner)
 {
 	Oid			source = pump->source;
 
-	if (has_privs_of_role(caller, pump->owner) || has_privs_of_role(caller, handler_owner))
+	if (has_privs_of_role(caller, pump->owner) ||
+		has_privs_of_role(caller, handler_owner) ||
+		has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS))
 		return true;
 	if (!OidIsValid(source))
 		source = get_relname_relid("events", get_namespace_oid("cluster", false));

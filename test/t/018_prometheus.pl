@@ -18,7 +18,7 @@ my $node = cluster_node('prometheus');
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION cluster;
-	CREATE ROLE monitor LOGIN IN ROLE cluster_worker;
+	CREATE ROLE monitor LOGIN IN ROLE cluster_worker, pg_monitor;
 	CREATE FUNCTION take(batch jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		IF EXISTS (SELECT FROM jsonb_array_elements(batch) e WHERE (e -> 'payload' ->> 'bad')::boolean) THEN
@@ -100,6 +100,21 @@ cmp_ok(metric($metrics, 'cluster_coordinator_fence', coordinator => 'default'), 
 	'cluster_coordinator_fence went up with the takeover');
 is(metric($metrics, 'cluster_handler_processed', %h), 7, 'cluster_handler_processed follows');
 cmp_ok(metric($metrics, 'cluster_worker_acked', worker => $worker_id) // 0, '>=', 1, 'cluster_worker_acked counts');
+
+# a handler behind: the lag is served to the monitoring role, which may
+# not read the events themselves (pg_monitor sees the count, not the rows)
+$node->safe_psql('postgres', q{
+	SELECT cluster.pause_handler('orders');
+	SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(1, 2) i;
+});
+$start = time;
+do { usleep(200_000); $metrics = scrape(); }
+  until (metric($metrics, 'cluster_handler_lag_events', %h) // 0) == 2 || time - $start > 30;
+is(metric($metrics, 'cluster_handler_lag_events', %h), 2, 'cluster_handler_lag_events counts the events behind');
+cmp_ok(metric($metrics, 'cluster_handler_lag_seconds', %h), '>', 0, 'cluster_handler_lag_seconds their age');
+is(metric($metrics, 'cluster_handler_paused', %h), 1, 'cluster_handler_paused');
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT count(*) FROM cluster.events', extra_params => [ '-U', 'monitor' ]);
+like($stderr, qr/permission denied for table events/, 'the monitoring role still may not read the events');
 
 # the Grafana dashboard beside the queries asks only for metrics served
 my %used = map { $_ => 1 } (slurp_file('monitoring/grafana-dashboard.json') =~ /\b(cluster_[a-z_]+)\b/g);

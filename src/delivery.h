@@ -7,7 +7,8 @@
  * A delivery is one batch sent to one worker, named "fence.run.seq" so that
  * answers to an older leader or an older load of the handler are told
  * apart.  It ends with an ack (its events are done, its patch is applied
- * at the next commit; an ack's "failed" events fail), a fail (a failed
+ * at once in a subtransaction and made durable by the next commit; an
+ * ack's "failed" events fail), a fail (a failed
  * attempt for its events), or the handler's ack_timeout.  A lost connection gives
  * its deliveries' events back at once, without counting an attempt.  With
  * key ordering, keys map to the connected workers by consistent hashing,

@@ -4,7 +4,8 @@
  *	  An engine: a background worker that competes for one coordinator's
  *	  lease and, while it holds it, does the leader's work.
  *
- * Started by the launcher with its shared-memory slot number as argument.
+ * Started by its database's scheduler with its shared-memory slot number
+ * as argument.
  * It exits on SIGTERM (within a wait), when its coordinator is dropped, or
  * with an error, after which its database's scheduler restarts it with backoff.
  *

@@ -44,7 +44,7 @@ typedef struct EngineSlot
 	TimestampTz started_at;
 	TimestampTz leader_since;
 	TimestampTz last_renewal;
-	int32		restarts;		/* unplanned exits seen by the launcher */
+	int32		restarts;		/* unplanned exits seen by the scheduler */
 } EngineSlot;
 
 /* What a leader reports about a handler it runs, for cluster.handlers. */

@@ -13,7 +13,8 @@ use IPC::Run;
 
 our @EXPORT = qw(cluster_node poll_until poll_until_in engines leader start_worker logged_ids test_certificate);
 
-# A node with the extension preloaded and created in "postgres".
+# A node with the extension preloaded, its engines allowed in "postgres"
+# (the test creates the extension).
 sub cluster_node
 {
 	my ($name, %opts) = @_;

@@ -1,4 +1,4 @@
-# An engine that exits with an error is restarted by the launcher after
+# An engine that exits with an error is restarted by its scheduler after
 # 1 s, doubling; once the error is gone it leads again.
 use strict;
 use warnings;

@@ -99,6 +99,23 @@ SET ROLE worker_test_role;
 SELECT cluster.issue_worker_token('mail', label => 'granted') IS NOT NULL AS issued;
 RESET ROLE;
 SELECT label, issued_by = current_user::regrole AS by_me, valid FROM cluster.worker_tokens ORDER BY label;
+-- role commands see the tokens a role issued: DROP ROLE is refused while
+-- one is not revoked, REASSIGN OWNED moves them, DROP OWNED deletes them
+DROP ROLE worker_test_role;
+CREATE ROLE worker_test_other IN ROLE cluster_worker;
+SELECT cluster.grant_worker('mail', 'worker_test_other');
+SET ROLE worker_test_other;
+SELECT cluster.issue_worker_token('mail', label => 'other') IS NOT NULL AS issued;
+RESET ROLE;
+REASSIGN OWNED BY worker_test_other TO CURRENT_USER;
+SELECT label, issued_by = current_user::regrole AS by_me FROM cluster.worker_tokens WHERE label = 'other';
+SET ROLE worker_test_other;
+SELECT cluster.issue_worker_token('mail', label => 'other, dropped') IS NOT NULL AS issued;
+RESET ROLE;
+DROP OWNED BY worker_test_other;
+SELECT count(*) FROM cluster.worker_tokens WHERE label = 'other, dropped';
+DROP ROLE worker_test_other;
+SELECT cluster.revoke_worker_token(id) FROM cluster.worker_tokens WHERE label = 'other';
 -- revoking the grant revokes the tokens it issued
 SELECT cluster.revoke_worker('mail', 'worker_test_role');
 SELECT label, valid FROM cluster.worker_tokens ORDER BY label;

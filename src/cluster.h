@@ -15,8 +15,9 @@
 /*
  * The extension version this library installs (default_version in
  * cluster.control), and the versions whose tables it reads and writes:
- * engines run only in databases at one of them.  0.5 changed comments
- * only, so a database still at 0.4 runs on.
+ * engines run only in databases at one of them.  0.5 changed comments,
+ * functions and triggers, not the tables, so a database still at 0.4 runs
+ * on (its triggers still make the leaders reload everything).
  */
 #define CLUSTER_VERSION "0.5"
 #define CLUSTER_SCHEMA_VERSIONS {"0.4", "0.5"}

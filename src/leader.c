@@ -352,8 +352,9 @@ leader_work(Leader *l, TimestampTz until)
 	if (l->generation != shmem_config_generation() ||
 		(l->reload_at != 0 && GetCurrentTimestamp() >= l->reload_at))
 		leader_load(l);
-	/* heartbeats change no setting: look for silent workers from time to time */
-	if (l->handlers != NIL && GetCurrentTimestamp() >= l->next_worker_load)
+	/* heartbeats change nothing: look for silent workers from time to time */
+	if (l->handlers != NIL && (l->workers_generation != shmem_workers_generation() ||
+							   GetCurrentTimestamp() >= l->next_worker_load))
 		leader_load_workers(l);
 	if (l->listening && (strcmp(l->listening_at, l->listen) != 0 ||
 						 l->listen_settings != listen_settings()))
@@ -667,6 +668,8 @@ leader_load_workers(Leader *l)
 	Datum		values[2] = {Int32GetDatum(l->coordinator_id),
 	Int32GetDatum(cluster_worker_timeout)};
 
+	/* a change committed while this reads is seen at the next pass */
+	l->workers_generation = shmem_workers_generation();
 	/* silent workers are dropped within a third of their timeout */
 	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   cluster_worker_timeout / 3);

@@ -27,6 +27,7 @@ typedef struct Leader
 	int64		fence;
 	MemoryContext cxt;
 	uint64		generation;		/* of the pump and handler settings loaded */
+	uint64		workers_generation; /* of the workers loaded */
 	TimestampTz reload_at;		/* 0, or when to load again: a pump was broken */
 	List	   *pumps;			/* Pump * */
 	List	   *handlers;		/* Turn * (leader.c) */

@@ -93,6 +93,7 @@ shmem_db(Oid database, bool claim)
 		memset(free_entry, 0, sizeof(DbState));
 		free_entry->database = database;
 		pg_atomic_init_u64(&free_entry->config_generation, 1);
+		pg_atomic_init_u64(&free_entry->workers_generation, 1);
 		pg_atomic_init_u64(&free_entry->publications, 1);
 	}
 	else
@@ -238,6 +239,29 @@ shmem_config_changed(void)
 	if (db == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&db->config_generation, 1);
+	shmem_published();
+}
+
+uint64
+shmem_workers_generation(void)
+{
+	DbState    *db = my_db();
+
+	return db ? pg_atomic_read_u64(&db->workers_generation) : 0;
+}
+
+/*
+ * Worker registrations, grants or tokens changed: leaders reread their
+ * workers, keeping their handlers and the deliveries in flight.
+ */
+void
+shmem_workers_changed(void)
+{
+	DbState    *db = my_db();
+
+	if (db == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&db->workers_generation, 1);
 	shmem_published();
 }
 

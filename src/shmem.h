@@ -85,6 +85,7 @@ typedef struct DbState
 {
 	Oid			database;		/* InvalidOid: free */
 	pg_atomic_uint64 config_generation; /* bumped at commit of pump/handler changes */
+	pg_atomic_uint64 workers_generation;	/* ... of worker, grant and token changes */
 	pg_atomic_uint64 publications;	/* bumped at commit of inserts into event tables */
 	pid_t		scheduler_pid;
 	Latch	   *scheduler_latch;
@@ -118,6 +119,8 @@ extern void shmem_published(void);
 extern uint64 shmem_publications(void);
 extern uint64 shmem_config_generation(void);
 extern void shmem_config_changed(void);
+extern uint64 shmem_workers_generation(void);
+extern void shmem_workers_changed(void);
 extern void shmem_handler_report(int32 handler_id, int in_flight);
 extern void shmem_handler_forget(void);
 extern void shmem_worker_report(WorkerStat *stats, int n);

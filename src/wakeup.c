@@ -18,6 +18,7 @@ static bool callback_registered = false;
 static bool launcher_pending = false;
 static bool leaders_pending = false;
 static bool config_pending = false;
+static bool workers_pending = false;
 
 static void
 wakeup_xact_callback(XactEvent event, void *arg)
@@ -30,14 +31,16 @@ wakeup_xact_callback(XactEvent event, void *arg)
 				shmem_wake_launcher();
 			if (config_pending)
 				shmem_config_changed();
-			else if (leaders_pending)
+			if (workers_pending)
+				shmem_workers_changed();
+			if (leaders_pending && !config_pending && !workers_pending)
 				shmem_published();
-			launcher_pending = leaders_pending = config_pending = false;
+			launcher_pending = leaders_pending = config_pending = workers_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			launcher_pending = leaders_pending = config_pending = false;
+			launcher_pending = leaders_pending = config_pending = workers_pending = false;
 			break;
 		default:
 			break;
@@ -73,6 +76,7 @@ check_trigger(FunctionCallInfo fcinfo, const char *name)
 PG_FUNCTION_INFO_V1(cluster_wake_launcher);
 PG_FUNCTION_INFO_V1(cluster_wake_leaders);
 PG_FUNCTION_INFO_V1(cluster_config_changed);
+PG_FUNCTION_INFO_V1(cluster_workers_changed);
 
 /* Statement trigger on cluster.coordinator. */
 Datum
@@ -104,5 +108,20 @@ cluster_config_changed(PG_FUNCTION_ARGS)
 	check_trigger(fcinfo, "cluster._config_changed()");
 	register_callback();
 	config_pending = true;
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Statement trigger on worker registrations, grants and tokens (0.5):
+ * leaders reread their workers only.  Reloading the handlers as well would
+ * give every delivery in flight back, and a worker joining would send its
+ * handler's (and every other handler's) batches round again.
+ */
+Datum
+cluster_workers_changed(PG_FUNCTION_ARGS)
+{
+	check_trigger(fcinfo, "cluster._workers_changed()");
+	register_callback();
+	workers_pending = true;
 	return PointerGetDatum(NULL);
 }

@@ -2,8 +2,8 @@
 # commit; a fail counts an attempt and dead-letters after max_attempts;
 # a duplicate ack, an answer to a delivery never sent and a message of an
 # unknown type get a warning naming the worker (the one never sent also a
-# close);
-# the other workers go on.
+# close); the other workers go on; a worker joining does not send the
+# deliveries in flight round again.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -75,6 +75,34 @@ for my $mode ('dup', 'foreign', 'type')
 	$node->safe_psql('postgres', "SELECT cluster.unregister_worker('$id')");
 }
 ok(defined caught_up('patched'), 'the patching worker was not disturbed');
+
+# a worker joining, a token issued and a grant given make the leader
+# reread its workers, not reload its handlers: a delivery in flight stays
+# where it is and is not sent again
+my (undef, $silent_port) = start_worker('silent', '--never-answer');
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('quiet');
+	SELECT cluster.create_handler('held', 'quiet', ack_timeout => '1 h');
+});
+my $silent = register('held', $silent_port);
+ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE id = '$silent'", 't'),
+	'a worker that never answers is connected');
+$node->safe_psql('postgres', "SELECT cluster.publish('quiet', '{}')");
+ok(defined poll_until($node, "SELECT in_flight || '/' || delivered FROM cluster.workers WHERE id = '$silent'", '1/1'),
+	'it holds the one delivery');
+my (undef, $joiner_port) = start_worker('joiner');
+my $joiner = register('held', $joiner_port);
+$node->safe_psql('postgres', q{
+	SELECT cluster.issue_worker_token('held');
+	CREATE ROLE someone;
+	SELECT cluster.grant_worker('held', 'someone');
+});
+ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE id = '$joiner'", 't'),
+	'a second worker joined');
+is($node->safe_psql('postgres', "SELECT in_flight || '/' || delivered FROM cluster.workers WHERE id = '$silent'"),
+	'1/1', 'the delivery in flight stayed with the first worker, sent once');
+is($node->safe_psql('postgres', "SELECT delivered FROM cluster.workers WHERE id = '$joiner'"),
+	'0', 'and was not sent to the joiner');
 
 $node->stop;
 done_testing();

@@ -740,8 +740,7 @@ leader_add_dialed_in(Leader *l)
 		h = token ? handler_by_id(l, token->handler_id) : NULL;
 		if (h == NULL)
 			continue;
-		c->wanted = true;
-		c->capacity = token->capacity;
+		transport_keep(c, token->capacity);
 		delivery_add_worker(h, c);
 	}
 }

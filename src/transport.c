@@ -554,6 +554,14 @@ transport_conn(const char *id, int32 handler_id, const char *address,
 	return c;
 }
 
+/* A worker that dialed in is still wanted, with its token's capacity. */
+void
+transport_keep(WorkerConn *c, int capacity)
+{
+	c->wanted = true;
+	c->capacity = capacity;
+}
+
 void
 transport_unmark_all(void)
 {

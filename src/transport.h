@@ -77,6 +77,7 @@ extern bool transport_active(void);
 extern WorkerConn *transport_conn(const char *id, int32 handler_id,
 								  const char *address, const char *secret,
 								  int capacity);
+extern void transport_keep(WorkerConn *c, int capacity);
 extern void transport_unmark_all(void);
 extern void transport_prune(void);
 extern int	transport_count(void);

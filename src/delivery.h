@@ -8,9 +8,9 @@
  * answers to an older leader or an older load of the handler are told
  * apart.  It ends with an ack (its events are done, its patch is applied
  * at once in a subtransaction and made durable by the next commit; an
- * ack's "failed" events fail), a fail (a failed
- * attempt for its events), or the handler's ack_timeout.  A lost connection gives
- * its deliveries' events back at once, without counting an attempt.  With
+ * ack's "failed" events fail), a fail (a failed attempt for its events),
+ * or the handler's ack_timeout.  A lost connection gives its deliveries'
+ * events back at once, without counting an attempt.  With
  * key ordering, keys map to the connected workers by consistent hashing,
  * and an event waits while an earlier one of its key is in flight, so
  * per-key order holds while workers come and go.  Each worker gets at

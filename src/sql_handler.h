@@ -5,10 +5,11 @@
  *
  * The function gets the batch as one jsonb array of events in the wire
  * form (with "attempt", protocol_event_batch) or as a cluster.event[]
- * (event.c), and runs as the handler's owner, inside a subtransaction: an error rolls back that call alone.  A returned patch
- * is checked and applied to the handler's state in the same
- * subtransaction, so a bad patch fails the batch and the next call sees
- * the state as patched; the round's commit makes it all durable at once.
+ * (event.c), and runs as the handler's owner, inside a subtransaction: an
+ * error rolls back that call alone.  A returned patch is checked and
+ * applied to the handler's state in the same subtransaction, so a bad
+ * patch fails the batch and the next call sees the state as patched; the
+ * round's commit makes it all durable at once.
  * A failed batch is retried event by event to isolate the bad event; with
  * key ordering, events after a failed one of the same key are held back.
  * Dead letters marked for replay go to the function one at a time.  It is

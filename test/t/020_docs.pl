@@ -184,6 +184,21 @@ sub split_args
 }
 
 my @problems;
+
+# the section of cluster.<name>, once checked that it quotes "comment"
+sub section_quoting
+{
+	my ($name, $comment) = @_;
+	my $text = $section{$name};
+	if (!defined $text)
+	{
+		push @problems, "cluster.$name has no section";
+		return undef;
+	}
+	push @problems, "cluster.$name: the quote is not its comment\n  quote:   " . quoted($text) . "\n  comment: $comment"
+	  unless quoted($text) eq $comment;
+	return $text;
+}
 my $functions = $node->safe_psql('postgres', q{
 	SELECT p.proname, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid),
 		   coalesce(obj_description(p.oid, 'pg_proc'), '')
@@ -195,14 +210,8 @@ for my $row (split /\n/, $functions)
 {
 	my ($name, $args, $result, $comment) = split /\|/, $row, 4;
 	$n_functions++;
-	my $text = $section{$name};
-	if (!defined $text)
-	{
-		push @problems, "cluster.$name has no section";
-		next;
-	}
-	push @problems, "cluster.$name: the quote is not its comment\n  quote:   " . quoted($text) . "\n  comment: $comment"
-	  unless quoted($text) eq $comment;
+	my $text = section_quoting($name, $comment);
+	next unless defined $text;
 	my ($doc_args, $doc_result) = $text =~ /^cluster\.\Q$name\E\((.*)\) → (.+)$/m;
 	if (!defined $doc_args)
 	{
@@ -250,14 +259,8 @@ for my $row (split /\n/, $relations)
 {
 	my ($name, $comment, $columns) = split /\|/, $row, 3;
 	$n_relations++;
-	my $text = $section{$name};
-	if (!defined $text)
-	{
-		push @problems, "cluster.$name has no section";
-		next;
-	}
-	push @problems, "cluster.$name: the quote is not its comment\n  quote:   " . quoted($text) . "\n  comment: $comment"
-	  unless quoted($text) eq $comment;
+	my $text = section_quoting($name, $comment);
+	next unless defined $text;
 	my %named;
 	for my $line (grep { /^\|/ } split /\n/, $text)
 	{
@@ -277,7 +280,7 @@ for my $name (sort keys %section)
 	next if grep { /^\Q$name\E\|/ } split(/\n/, $functions . "\n" . $relations);
 	my $comment = $node->safe_psql('postgres',
 		"SELECT coalesce(obj_description(to_regclass('cluster.$name'), 'pg_class'), '<none>')");
-	push @problems, "cluster.$name: the quote is not its comment" unless quoted($section{$name}) eq $comment;
+	section_quoting($name, $comment);
 }
 is(scalar(@problems) + scalar(@bad), 0, 'docs/sql-reference.md matches the installed extension')
   or diag(join("\n", @problems, @bad));

@@ -244,13 +244,26 @@ bearer_token(struct lws *wsi)
 	return tokens_match(header + 7);
 }
 
-/* Answer an upgrade request with an HTTP error and end it. */
+/*
+ * Answer an upgrade request with 401 and end it.  The answer is written
+ * here: lws_return_http_status() answers an upgrade request in HTTP/1.0
+ * (lws parses the request's version only for plain requests), which
+ * WebSocket clients such as Python's websockets can't read, so a worker
+ * could not tell a refused token from a broken leader.
+ */
 static int
-refuse(struct lws *wsi, unsigned int status)
+refuse_upgrade(struct lws *wsi)
 {
-	if (lws_return_http_status(wsi, status, NULL))
-		return -1;
-	return 1;
+	static const char answer[] =
+		"HTTP/1.1 401 Unauthorized\r\n"
+		"www-authenticate: Bearer\r\n"
+		"content-length: 0\r\n"
+		"connection: close\r\n\r\n";
+	unsigned char buf[LWS_PRE + sizeof(answer)];
+
+	memcpy(buf + LWS_PRE, answer, sizeof(answer) - 1);
+	(void) lws_write(wsi, buf + LWS_PRE, sizeof(answer) - 1, LWS_WRITE_HTTP_HEADERS);
+	return -1;
 }
 
 static WorkerConn *conn_alloc(const char *id, int32 handler_id, const char *address,
@@ -318,7 +331,7 @@ dialin_callback(struct lws *wsi, enum lws_callback_reasons reason, DialIn *d)
 	{
 		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 			/* one answer for a wrong, revoked or expired token: 401 */
-			return bearer_token(wsi) ? 0 : refuse(wsi, HTTP_STATUS_UNAUTHORIZED);
+			return bearer_token(wsi) ? 0 : refuse_upgrade(wsi);
 		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 			token = bearer_token(wsi);
 			if (token == NULL || d == NULL)

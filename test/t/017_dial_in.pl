@@ -137,7 +137,7 @@ sub raw_status
 	print $s "GET / HTTP/1.1\r\nHost: $listen\r\n$headers\r\n";
 	my $line = <$s> // '';
 	close $s;
-	return $line =~ m{^HTTP/1\.[01] (\d+)} ? $1 : "none ($line)";
+	return $line =~ m{^HTTP/1\.1 (\d+)} ? $1 : "none ($line)";
 }
 my $upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
   . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";

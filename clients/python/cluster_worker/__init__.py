@@ -132,10 +132,6 @@ class Worker:
                     why = f"connection closed ({ws.close_code} {ws.close_reason})"
             except websockets.exceptions.InvalidStatusCode as err:
                 why = f"the leader refused the connection: HTTP {err.status_code}"
-            except websockets.exceptions.InvalidMessage as err:
-                # the leader (libwebsockets) answers a refused upgrade in
-                # HTTP/1.0, which websockets 10 does not parse
-                why = f"the leader refused the connection ({_error_text(err.__cause__ or err)})"
             except (OSError, websockets.exceptions.WebSocketException) as err:
                 why = f"connection error: {_error_text(err)}"
             if self._stopping:

@@ -155,7 +155,8 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         wrong = Worker(lambda e, c: None, connect=LISTEN, token="cwt_wrong", logger=log)
         await wrong.start()
         try:
-            await until(lambda: any("refused the connection" in m for m in warnings), "a refusal")
+            await until(lambda: any("the leader refused the connection: HTTP 401" in m for m in warnings),
+                        "a refusal with its status")
         finally:
             await wrong.stop()
         seen = set()

@@ -8,7 +8,8 @@
 #   in docs/sql-reference.md, quoting its COMMENT ON; a function's
 #   signature there has the installed argument names, types, defaults and
 #   result, and a view's table names every column;
-# - the README's example runs as written, and its event is handled.
+# - the README's example and the SQL reference's complete example run as
+#   written, with the results they show.
 use strict;
 use warnings;
 use File::Find;
@@ -296,6 +297,17 @@ ok(defined poll_until_in($node, 'readme', 'SELECT customer FROM mails', 'alice')
 	'and its event reaches the handler function');
 is($node->safe_psql('readme', "SELECT processed || ' ' || (last_error IS NULL) FROM cluster.handlers"), '1 true',
 	'the handler shows it processed');
+
+# the SQL reference's complete example, and the results it shows
+my ($complete) = slurp_file("$root/docs/sql-reference.md") =~ /^## A complete example\n.*?^```sql\n(.*?)^```/ms;
+ok(defined $complete, 'the SQL reference has a complete example');
+$node->safe_psql('postgres', 'CREATE DATABASE reference');
+($ret, $out, $err) = $node->psql('reference', $complete, on_error_stop => 1);
+is($ret, 0, 'the complete example runs as written') or diag($err);
+ok(defined poll_until_in($node, 'reference', "SELECT string_agg(event_id || ' ' || customer, ', ' ORDER BY event_id) FROM mails",
+		'1 alice, 2 bob'), 'its mails are as shown');
+is($node->safe_psql('reference', "SELECT cluster.handler_state('mailer') = '{\"last_order\": {\"bob\": \"2\", \"alice\": \"1\"}}'"),
+	't', 'and so is its state');
 
 $node->stop;
 done_testing();

@@ -413,6 +413,45 @@ SELECT count(*) FROM cluster.events;
 RESET ROLE;
 REVOKE pg_monitor FROM pump_app;
 
+-- the owner's code runs in the caller's session for the lag count, and
+-- never resolves a name to the caller's temporary objects (pg_temp comes
+-- last in its search_path) and never sends it the owner's notices;
+-- pg_monitor sees the lag of a plain table only, never of a view, whose
+-- code it did not get the right to run
+CREATE TABLE blocked_tags (tag text);
+CREATE TABLE stolen (who text);
+CREATE FUNCTION not_blocked(t text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RAISE NOTICE 'checking a row tagged %', t;   -- the owner's; never the caller's to see
+    RETURN NOT EXISTS (SELECT FROM blocked_tags b WHERE b.tag = t);
+END $$;
+CREATE TABLE tagged (id bigint PRIMARY KEY, txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                     payload jsonb, tag text);
+CREATE VIEW visible AS SELECT * FROM tagged WHERE not_blocked(tag);
+SELECT cluster.create_pump('visible', 'visible');
+SELECT cluster.create_handler('visible_reader', 'visible');
+INSERT INTO tagged (id, payload, tag) VALUES (1, '{}', 'a');
+GRANT SELECT ON visible TO pump_app;
+SET ROLE pump_app;
+CREATE FUNCTION pg_temp.steal() RETURNS text LANGUAGE sql
+    AS 'INSERT INTO public.stolen VALUES (current_user) RETURNING ''x''';
+CREATE TEMP VIEW blocked_tags AS SELECT pg_temp.steal() AS tag;
+SELECT name, lag_events FROM cluster.handlers WHERE name = 'visible_reader';
+RESET ROLE;
+SELECT count(*) AS stolen FROM stolen;
+REVOKE SELECT ON visible FROM pump_app;
+GRANT pg_monitor TO pump_app;
+SET ROLE pump_app;
+SELECT name, lag_events IS NULL AS lag_hidden FROM cluster.handlers WHERE name = 'visible_reader';
+RESET ROLE;
+REVOKE pg_monitor FROM pump_app;
+SELECT cluster.drop_handler('visible_reader');
+SELECT cluster.drop_pump('visible');
+DROP VIEW visible, pg_temp.blocked_tags;
+DROP FUNCTION pg_temp.steal();
+DROP TABLE tagged, blocked_tags, stolen;
+DROP FUNCTION not_blocked(text);
+
 -- a role with nothing can't publish
 SET ROLE pump_nobody;
 SELECT cluster.publish('orders', '{}');

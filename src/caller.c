@@ -11,6 +11,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -168,23 +169,42 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 }
 
 /*
+ * Does reading "relid" run no user code?  A plain table without row
+ * security runs none; a view, a policy or a foreign table runs its owner's.
+ */
+static bool
+reads_no_user_code(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		plain;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	plain = ((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_RELATION &&
+		!((Form_pg_class) GETSTRUCT(tup))->relrowsecurity;
+	ReleaseSysCache(tup);
+	return plain;
+}
+
+/*
  * May "caller" know how many events a handler has ahead of it?  Its
- * owner, the pump's owner and whoever may read the source may; so may
- * pg_read_all_stats (pg_monitor): a count and an age are statistics, like
- * pg_stat_user_tables' row counts, and monitoring needs them without the
- * right to read the events.
+ * owner, the pump's owner and whoever may read the source may.  So may
+ * pg_read_all_stats (pg_monitor) where counting runs no user code: a count
+ * and an age are statistics, like pg_stat_user_tables' row counts, but
+ * the count runs in the caller's session, and the owner's views and
+ * policies are not code a monitoring role was given the right to run.
  */
 static bool
 may_see_source(Oid caller, Pump *pump, Oid handler_owner)
 {
 	Oid			source = pump->source;
 
-	if (has_privs_of_role(caller, pump->owner) ||
-		has_privs_of_role(caller, handler_owner) ||
-		has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS))
+	if (has_privs_of_role(caller, pump->owner) || has_privs_of_role(caller, handler_owner))
 		return true;
 	if (!OidIsValid(source))
 		source = get_relname_relid("events", get_namespace_oid("cluster", false));
+	if (has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) && reads_no_user_code(source))
+		return true;
 	return pg_class_aclcheck(source, caller, ACL_SELECT) == ACLCHECK_OK;
 }
 

@@ -55,6 +55,8 @@ restricted_enter(Restricted *r, Oid owner, const char *what)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the owner of %s, role with OID %u, does not exist", what, owner)));
 	become(r, owner, SECURITY_RESTRICTED_OPERATION, USER_SEARCH_PATH);
+	(void) set_config_option("client_min_messages", "error", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	r->what = what;
 	r->context.callback = restricted_context;
 	r->context.arg = r;

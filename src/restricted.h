@@ -11,8 +11,12 @@
  * with a GUC nest level that restricted_exit() rolls back, so nothing the
  * code sets (search_path above all) outlives the call.  This is how
  * PostgreSQL runs index expressions and REFRESH MATERIALIZED VIEW.  Inside,
- * search_path is '"$user", public' (pg_catalog is searched first); the
- * engines' own SQL runs with 'pg_catalog, pg_temp' (restricted_engine_init).
+ * search_path is '"$user", public, pg_temp' (pg_catalog is searched first,
+ * and pg_temp last: some of this code runs in another role's session, the
+ * lag count in its caller's, whose temporary tables must not stand in for
+ * the owner's), and client_min_messages is 'error', so that the owner's
+ * notices don't reach such a caller; the engines' own SQL runs with
+ * 'pg_catalog, pg_temp' (restricted_engine_init).
  *
  * An error inside needs no restricted_exit(): the abort of the enclosing
  * (sub)transaction restores the user, the security context and the GUCs.
@@ -40,7 +44,7 @@ typedef struct Restricted
 } Restricted;
 
 #define ENGINE_SEARCH_PATH "pg_catalog, pg_temp"
-#define USER_SEARCH_PATH "\"$user\", public"
+#define USER_SEARCH_PATH "\"$user\", public, pg_temp"
 
 extern void restricted_engine_init(void);
 extern void restricted_enter(Restricted *r, Oid owner, const char *what);

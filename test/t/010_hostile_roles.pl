@@ -186,7 +186,7 @@ as_ok('bob', q{
 ok(defined poll_until($node, "SELECT processed FROM cluster.handlers WHERE name = 'bob_sp_h'", '3'),
 	'the search_path handler ran three times');
 is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT path, ';') FROM bob_paths"),
-	'"$user", public', 'each call starts with the default search_path: nothing outlived a call');
+	'"$user", public, pg_temp', 'each call starts with the default search_path: nothing outlived a call');
 as_ok('alice', "INSERT INTO alice_outbox (payload) VALUES ('{\"after\": true}')");
 ok(defined poll_until($node, 'SELECT count(*) FROM alice_sink', '6'),
 	'the leader goes on after bob\'s calls');

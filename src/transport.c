@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include <libwebsockets.h>
 #include <uv.h>
 
@@ -23,6 +25,23 @@
 
 #define DIAL_MIN_MS 1000
 #define DIAL_MAX_MS 30000
+
+/*
+ * File descriptors.  A listening leader accepts connections from anyone on
+ * the network, and each holds a descriptor until its upgrade is answered
+ * or lws times it out; the backend's own files (PostgreSQL's file cache,
+ * WAL) count against the same limit.  The transport raises the soft limit
+ * towards TRANSPORT_MAX_FDS and hangs up at once on a connection whose
+ * descriptor comes within FD_RESERVE of the limit: accept() never fails
+ * for want of descriptors (lws would log and retry that in a loop), and
+ * PostgreSQL keeps room for its files.
+ */
+#define TRANSPORT_MAX_FDS 4096
+#define FD_RESERVE 64
+
+/* lws's own log lines: at most LOG_BURST per LOG_WINDOW_MS, then a count */
+#define LOG_BURST 20
+#define LOG_WINDOW_MS 60000
 
 static uv_loop_t loop;
 static struct lws_context *context = NULL;
@@ -354,12 +373,17 @@ dialin_callback(struct lws *wsi, enum lws_callback_reasons reason, DialIn *d)
 	}
 }
 
+static int	accept_below = TRANSPORT_MAX_FDS - FD_RESERVE;
+
 static int
 transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				   void *user, void *in, size_t len)
 {
 	WorkerConn *c;
 
+	/* a new connection to a listening leader, before it is read: room? */
+	if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+		return (int) (intptr_t) in >= accept_below;
 	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE ||
 		reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
 		reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_ESTABLISHED)
@@ -420,11 +444,57 @@ static const struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-/* lws's own log lines go to the server log, never as errors */
+/*
+ * lws's own log lines go to the server log, never as errors, and at a
+ * bounded rate: some of them (a request with oversized headers, say) are
+ * one per request of whoever reaches a listening leader.
+ */
 static void
 transport_log(int level, const char *line)
 {
+	static TimestampTz window_start = 0;
+	static int	logged = 0;
+	static int	suppressed = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(window_start, now, LOG_WINDOW_MS))
+	{
+		if (suppressed > 0)
+			ereport(LOG,
+					(errmsg_internal("libwebsockets: %d more messages in the last minute were not logged",
+									 suppressed)));
+		window_start = now;
+		logged = suppressed = 0;
+	}
+	if (logged >= LOG_BURST)
+	{
+		if (suppressed++ == 0)
+			ereport(LOG,
+					(errmsg_internal("libwebsockets: further messages in this minute are not logged")));
+		return;
+	}
+	logged++;
 	ereport(LOG, (errmsg_internal("libwebsockets: %.*s", (int) strcspn(line, "\n"), line)));
+}
+
+/*
+ * Raise the soft limit on open files towards TRANSPORT_MAX_FDS (as far as
+ * the hard limit allows), and return how many descriptors lws may track.
+ */
+static unsigned int
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < TRANSPORT_MAX_FDS && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = Min(rl.rlim_max, TRANSPORT_MAX_FDS);
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			(void) getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return (unsigned int) Min(rl.rlim_cur, TRANSPORT_MAX_FDS);
 }
 
 /*
@@ -445,6 +515,8 @@ transport_start(const char *ca_file)
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
+	info.fd_limit_per_thread = raise_fd_limit();
+	accept_below = (int) info.fd_limit_per_thread - FD_RESERVE;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	foreign_loops[0] = &loop;
 	info.foreign_loops = foreign_loops;

@@ -132,7 +132,8 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'cluster_workers_changed';
 REVOKE ALL ON FUNCTION cluster._workers_changed() FROM PUBLIC;
 
 DROP TRIGGER config_changed ON cluster.worker;
-CREATE TRIGGER workers_changed AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF address, secret, capacity
+CREATE TRIGGER workers_changed AFTER INSERT OR DELETE OR TRUNCATE
+	OR UPDATE OF address, secret, capacity, registered_by
 	ON cluster.worker FOR EACH STATEMENT EXECUTE FUNCTION cluster._workers_changed();
 DROP TRIGGER config_changed ON cluster.worker_grant;
 CREATE TRIGGER workers_changed AFTER INSERT OR DELETE OR TRUNCATE ON cluster.worker_grant

@@ -141,3 +141,14 @@ CREATE TRIGGER workers_changed AFTER INSERT OR DELETE OR TRUNCATE ON cluster.wor
 DROP TRIGGER config_changed ON cluster.worker_token;
 CREATE TRIGGER workers_changed AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE
 	ON cluster.worker_token FOR EACH STATEMENT EXECUTE FUNCTION cluster._workers_changed();
+
+/*
+ * alter_coordinator always writes listen (unchanged when NULL), so the
+ * statement trigger made every call (a new lease_ttl, say) reload every
+ * handler of the database and send its deliveries in flight again.  Only
+ * a listen that really changes moves the leader now.
+ */
+DROP TRIGGER config_changed ON cluster.coordinator;
+CREATE TRIGGER config_changed AFTER UPDATE OF listen ON cluster.coordinator
+	FOR EACH ROW WHEN (OLD.listen IS DISTINCT FROM NEW.listen)
+	EXECUTE FUNCTION cluster._config_changed();

@@ -76,9 +76,9 @@ for my $mode ('dup', 'foreign', 'type')
 }
 ok(defined caught_up('patched'), 'the patching worker was not disturbed');
 
-# a worker joining, a token issued and a grant given make the leader
-# reread its workers, not reload its handlers: a delivery in flight stays
-# where it is and is not sent again
+# a worker joining, a token issued, a grant given and a coordinator's new
+# lease_ttl make the leader reread its workers or nothing, not reload its
+# handlers: a delivery in flight stays where it is and is not sent again
 my (undef, $silent_port) = start_worker('silent', '--never-answer');
 $node->safe_psql('postgres', q{
 	SELECT cluster.create_pump('quiet');
@@ -96,6 +96,7 @@ $node->safe_psql('postgres', q{
 	SELECT cluster.issue_worker_token('held');
 	CREATE ROLE someone;
 	SELECT cluster.grant_worker('held', 'someone');
+	SELECT cluster.alter_coordinator('default', lease_ttl => '11 s');
 });
 ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE id = '$joiner'", 't'),
 	'a second worker joined');

@@ -1,6 +1,7 @@
 /*
  * cluster 0.4 -> 0.5: comments that say what each object does now; role
- * commands see worker tokens; worker changes reload only the workers
+ * commands see worker tokens; worker changes reload only the workers, and
+ * alter_coordinator reloads the leaders only when listen changes
  */
 \echo Use "ALTER EXTENSION cluster UPDATE TO '0.5'" to load this file. \quit
 

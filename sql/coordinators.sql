@@ -59,4 +59,13 @@ SELECT p.oid::regprocedure
  WHERE n.nspname = 'cluster' AND p.proname NOT LIKE '\_%'
    AND obj_description(p.oid, 'pg_proc') IS NULL;
 
+
+-- the list settings check every entry (ALTER SYSTEM runs the check and
+-- writes nothing when it fails)
+ALTER SYSTEM SET cluster.worker_listen = '127.0.0.1:7800, nowhere';
+ALTER SYSTEM SET cluster.worker_listen = '127.0.0.1:7800, "unclosed';
+ALTER SYSTEM SET cluster.worker_hosts = 'localhost, bad_host';
+ALTER SYSTEM SET cluster.worker_hosts = 'localhost, "unclosed';
+ALTER SYSTEM SET cluster.database = 'app, "unclosed';
+
 DROP EXTENSION cluster;

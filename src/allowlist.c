@@ -113,31 +113,16 @@ valid_name(const char *entry)
 		strspn(rest, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == strlen(rest);
 }
 
-/* Every entry must be "*", a network or a host name. */
+/* May "entry" stand in cluster.worker_hosts: "*", a network or a host name? */
 bool
-allowlist_check_hook(char **newval, void **extra, GucSource source)
+allowlist_entry_valid(const char *entry, const char **why)
 {
-	char	   *copy = pstrdup(*newval);
-	List	   *entries;
-	ListCell   *lc;
+	Network		net;
 
-	if (!SplitGUCList(copy, ',', &entries))
-	{
-		GUC_check_errdetail("List syntax is invalid.");
-		return false;
-	}
-	foreach(lc, entries)
-	{
-		const char *entry = lfirst(lc);
-		Network		net;
-
-		if (strcmp(entry, "*") != 0 && !parse_network(entry, &net) && !valid_name(entry))
-		{
-			GUC_check_errdetail("\"%s\" is neither a network nor a host name.", entry);
-			return false;
-		}
-	}
-	return true;
+	if (strcmp(entry, "*") == 0 || parse_network(entry, &net) || valid_name(entry))
+		return true;
+	*why = "neither a network nor a host name";
+	return false;
 }
 
 static bool

@@ -23,9 +23,7 @@
 extern bool allowlist_url_host(const char *url, char *host, const char **why);
 
 #ifndef FRONTEND
-#include "utils/guc.h"
-
-extern bool allowlist_check_hook(char **newval, void **extra, GucSource source);
+extern bool allowlist_entry_valid(const char *entry, const char **why);
 extern bool allowlist_allows(const char *url, const char **why);
 #endif
 

@@ -34,19 +34,55 @@ char	   *cluster_listen_cert_file = NULL;
 char	   *cluster_listen_key_file = NULL;
 static char *cluster_fence_floor = NULL;
 
-/* cluster.database must be a list of names (quoted where need be). */
+/*
+ * The one check of the list settings: a valid list, and, with
+ * "entry_valid", every entry one its module accepts (which says why not).
+ */
 static bool
-database_list_check(char **newval, void **extra, GucSource source)
+list_check(const char *value, bool (*entry_valid) (const char *entry, const char **why))
 {
-	char	   *copy = pstrdup(*newval);
-	List	   *names;
-	bool		ok = SplitGUCList(copy, ',', &names);
+	char	   *copy = pstrdup(value);
+	List	   *entries;
+	ListCell   *lc;
+	bool		ok = SplitGUCList(copy, ',', &entries);
 
 	if (!ok)
 		GUC_check_errdetail("List syntax is invalid.");
-	list_free(names);
+	foreach(lc, ok && entry_valid ? entries : NIL)
+	{
+		const char *why;
+
+		if (!entry_valid(lfirst(lc), &why))
+		{
+			GUC_check_errdetail("\"%s\" is %s.", (char *) lfirst(lc), why);
+			ok = false;
+			break;
+		}
+	}
+	list_free(entries);
 	pfree(copy);
 	return ok;
+}
+
+/* cluster.database: a list of names (quoted where need be) */
+static bool
+database_list_check(char **newval, void **extra, GucSource source)
+{
+	return list_check(*newval, NULL);
+}
+
+/* cluster.worker_hosts: "*", networks and host names */
+static bool
+worker_hosts_check(char **newval, void **extra, GucSource source)
+{
+	return list_check(*newval, allowlist_entry_valid);
+}
+
+/* cluster.worker_listen: host:port endpoints */
+static bool
+worker_listen_check(char **newval, void **extra, GucSource source)
+{
+	return list_check(*newval, listen_entry_valid);
 }
 
 static void
@@ -93,14 +129,14 @@ define_settings(void)
 							   &cluster_worker_hosts,
 							   "localhost, 127.0.0.0/8, ::1",
 							   PGC_SIGHUP, 0,
-							   allowlist_check_hook, NULL, NULL);
+							   worker_hosts_check, NULL, NULL);
 	DefineCustomStringVariable("cluster.worker_listen",
 							   "Endpoints where a coordinator's leader may listen for workers that dial in.",
 							   "A comma-separated list of host:port; empty: leaders listen nowhere.",
 							   &cluster_worker_listen,
 							   "",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
-							   listen_check_hook, NULL, NULL);
+							   worker_listen_check, NULL, NULL);
 	DefineCustomStringVariable("cluster.listen_cert_file",
 							   "Certificate (PEM) a listening leader presents to workers that dial in.",
 							   "Required for an endpoint off the loopback interface: such a leader serves wss:// only.",

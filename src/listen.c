@@ -112,31 +112,17 @@ listen_allowed(const char *endpoint, ListenAddress *addr, const char **why)
 	return true;
 }
 
-/* Every entry must be a host:port. */
+/* May "entry" stand in cluster.worker_listen?  Only a host:port may. */
 bool
-listen_check_hook(char **newval, void **extra, GucSource source)
+listen_entry_valid(const char *entry, const char **why)
 {
-	char	   *copy = pstrdup(*newval);
-	List	   *entries;
-	ListCell   *lc;
+	ListenAddress addr;
+	const char *parse_why;
 
-	if (!SplitGUCList(copy, ',', &entries))
-	{
-		GUC_check_errdetail("List syntax is invalid.");
-		return false;
-	}
-	foreach(lc, entries)
-	{
-		ListenAddress addr;
-		const char *why;
-
-		if (!listen_parse(lfirst(lc), &addr, &why))
-		{
-			GUC_check_errdetail("\"%s\" is not a host:port: %s.", (char *) lfirst(lc), why);
-			return false;
-		}
-	}
-	return true;
+	if (listen_parse(entry, &addr, &parse_why))
+		return true;
+	*why = psprintf("not a host:port: %s", parse_why);
+	return false;
 }
 
 PG_FUNCTION_INFO_V1(cluster_check_listen);

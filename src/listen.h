@@ -29,10 +29,8 @@ typedef struct ListenAddress
 extern bool listen_parse(const char *endpoint, ListenAddress *addr, const char **why);
 
 #ifndef FRONTEND
-#include "utils/guc.h"
-
 extern bool listen_allowed(const char *endpoint, ListenAddress *addr, const char **why);
-extern bool listen_check_hook(char **newval, void **extra, GucSource source);
+extern bool listen_entry_valid(const char *entry, const char **why);
 #endif
 
 #endif							/* CLUSTER_LISTEN_H */

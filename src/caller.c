@@ -128,9 +128,11 @@ cluster_for_caller(PG_FUNCTION_ARGS)
 /* the columns of a handler's row, as handler_position reads them */
 #define Anum_hp_pump_id		1
 #define Anum_hp_owner		2
-#define Anum_hp_txid		3
-#define Anum_hp_id			4
-#define Anum_hp_done		5
+#define Anum_hp_snapshot	3
+#define Anum_hp_step		4
+#define Anum_hp_after_txid	5
+#define Anum_hp_after_id	6
+#define Anum_hp_done		7
 
 /*
  * A handler's pump, owner, cursor and the number of done events above the
@@ -138,7 +140,7 @@ cluster_for_caller(PG_FUNCTION_ARGS)
  * handler.
  */
 static bool
-handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
+handler_position(int32 handler_id, Pump **pump, Oid *owner, Position *cursor,
 				 int64 *done)
 {
 	Oid			types[1] = {INT4OID};
@@ -146,11 +148,12 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	char	   *step;
 
 	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
-					 "(h.state #>> '{cursor,0}')::pg_catalog.xid8, "
-					 "(h.state #>> '{cursor,1}')::pg_catalog.int8, "
-					 "COALESCE((SELECT pg_catalog.sum(COALESCE((d ->> 4)::pg_catalog.int8, 1)) "
+					 "h.state #>> '{cursor,snapshot}', h.state #>> '{cursor,step}', "
+					 "h.state #>> '{cursor,after,0}', (h.state #>> '{cursor,after,1}')::pg_catalog.int8, "
+					 "COALESCE((SELECT pg_catalog.sum((d ->> 4)::pg_catalog.int8) "
 					 "   FROM pg_catalog.jsonb_array_elements(h.state -> 'done') d), 0)::pg_catalog.int8 "
 					 "FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
 					 1, types, values, NULL, SPI_OK_SELECT);
@@ -159,8 +162,15 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, EventPos *cursor,
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	*owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_hp_owner, &isnull));
-	cursor->txid = U64FromFullTransactionId(DatumGetFullTransactionId(SPI_getbinval(tup, desc, Anum_hp_txid, &isnull)));
-	cursor->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_id, &isnull));
+	cursor->snapshot = txsnap_parse(SPI_getvalue(tup, desc, Anum_hp_snapshot), CurrentMemoryContext);
+	cursor->step = NULL;
+	cursor->after = EVENTPOS_START;
+	if ((step = SPI_getvalue(tup, desc, Anum_hp_step)) != NULL)
+	{
+		cursor->step = txsnap_parse(step, CurrentMemoryContext);
+		cursor->after.txid = strtou64(SPI_getvalue(tup, desc, Anum_hp_after_txid), NULL, 10);
+		cursor->after.id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_after_id, &isnull));
+	}
 	if (done)
 		*done = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_done, &isnull));
 	*pump = pump_load(DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_pump_id, &isnull)),
@@ -225,13 +235,13 @@ lag_call(void *arg)
 	LagCall    *call = arg;
 	Pump	   *pump;
 	Oid			handler_owner;
-	EventPos	cursor;
+	Position	cursor;
 	int64		done;
 
 	if (handler_position(call->handler_id, &pump, &handler_owner, &cursor, &done) &&
 		may_see_source(call->caller, pump, handler_owner))
 	{
-		pump_lag(pump, cursor, &call->events, &call->seconds);
+		pump_lag(pump, &cursor, &call->events, &call->seconds);
 		/* done is of the cursor's row version: never more than counted */
 		if (call->undone)
 			call->events = Max(call->events - done, 0);
@@ -293,7 +303,7 @@ cluster_handler_lag(PG_FUNCTION_ARGS)
 
 /*
  * cluster._position_before(handler_id int, at timestamptz) returns jsonb:
- * the cursor ["txid", "id"] before the first event created at or after
+ * the cursor (position.h) before the first event created at or after
  * "at", for the handler's owner (reset_handler).
  */
 Datum
@@ -303,8 +313,8 @@ cluster_position_before(PG_FUNCTION_ARGS)
 	Oid			caller_id;
 	Pump	   *pump;
 	Oid			handler_owner;
-	EventPos	pos;
-	char	   *json;
+	Position	pos;
+	StringInfoData json;
 
 	caller_id = become_owner(fcinfo, &caller);
 	if (!handler_position(PG_GETARG_INT32(0), &pump, &handler_owner, &pos, NULL))
@@ -316,7 +326,8 @@ cluster_position_before(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for cluster handler with id %d", PG_GETARG_INT32(0))));
 	pos = pump_position_before(pump, PG_GETARG_TIMESTAMPTZ(1));
-	json = psprintf("[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]", pos.txid, pos.id);
+	initStringInfo(&json);
+	position_json(&json, &pos);
 	become_caller(&caller);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
 }

@@ -15,12 +15,12 @@
 /*
  * The extension version this library installs (default_version in
  * cluster.control), and the versions whose tables it reads and writes:
- * engines run only in databases at one of them.  0.5 changed comments,
- * functions and triggers, not the tables, so a database still at 0.4 runs
- * on (its triggers still make the leaders reload everything).
+ * engines run only in databases at one of them.  0.6 changed the shape
+ * of a handler's cursor (snapshot steps, position.h): a database still at
+ * 0.5 waits for ALTER EXTENSION cluster UPDATE.
  */
-#define CLUSTER_VERSION "0.5"
-#define CLUSTER_SCHEMA_VERSIONS {"0.4", "0.5"}
+#define CLUSTER_VERSION "0.6"
+#define CLUSTER_SCHEMA_VERSIONS {"0.6"}
 
 /* cluster.database: the database the extension lives in */
 extern char *cluster_database;

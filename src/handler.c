@@ -28,15 +28,14 @@
 
 /* the columns of handler_load's query */
 #define Anum_load_epoch			1
-#define Anum_load_cursor_txid	2
-#define Anum_load_cursor_id		3
-#define Anum_load_from_txids	4
-#define Anum_load_from_ids		5
-#define Anum_load_to_txids		6
-#define Anum_load_to_ids		7
-#define Anum_load_attempts		8
-#define Anum_load_counts		9
-#define Anum_load_errors		10
+#define Anum_load_cursor		2	/* cursor's snapshot, step, after txid, after id */
+#define Anum_load_read			6	/* the read position's, likewise */
+#define Anum_load_from_txids	10
+#define Anum_load_from_ids		11
+#define Anum_load_to_txids		12
+#define Anum_load_to_ids		13
+#define Anum_load_attempts		14
+#define Anum_load_errors		15
 
 /* An array column of handler_load's row; "nulls" may be NULL (none can be) */
 static Datum *
@@ -54,6 +53,27 @@ load_array(int col, Oid type, bool **nulls, int *n)
 	return elems;
 }
 
+/* The position in the four columns from "col" of handler_load's row. */
+static Position
+load_position(int col)
+{
+	Position	p;
+	bool		isnull;
+	Datum		step = spi_getdatum(0, col + 1, &isnull);
+
+	p.snapshot = txsnap_parse(TextDatumGetCString(spi_getdatum(0, col, &isnull)),
+							  CurrentMemoryContext);
+	p.step = NULL;
+	p.after = EVENTPOS_START;
+	if (!isnull)
+	{
+		p.step = txsnap_parse(TextDatumGetCString(step), CurrentMemoryContext);
+		p.after.txid = strtou64(TextDatumGetCString(spi_getdatum(0, col + 2, &isnull)), NULL, 10);
+		p.after.id = DatumGetInt64(spi_getdatum(0, col + 3, &isnull));
+	}
+	return p;
+}
+
 /* The done ranges and retries of handler_load's row, for the tracker. */
 static void
 load_restore(HandlerRun *h)
@@ -65,7 +85,6 @@ load_restore(HandlerRun *h)
 	Datum	   *to_txids = load_array(Anum_load_to_txids, TEXTOID, NULL, &n);
 	Datum	   *to_ids = load_array(Anum_load_to_ids, INT8OID, NULL, &n);
 	Datum	   *attempts = load_array(Anum_load_attempts, INT4OID, NULL, &n);
-	Datum	   *counts = load_array(Anum_load_counts, INT4OID, NULL, &n);
 	Datum	   *errors = load_array(Anum_load_errors, TEXTOID, &error_nulls, &n);
 	RestoreRange *ranges = palloc(sizeof(RestoreRange) * Max(n, 1));
 
@@ -76,7 +95,6 @@ load_restore(HandlerRun *h)
 		ranges[k].to.txid = strtou64(TextDatumGetCString(to_txids[k]), NULL, 10);
 		ranges[k].to.id = DatumGetInt64(to_ids[k]);
 		ranges[k].attempts = DatumGetInt32(attempts[k]);
-		ranges[k].count = DatumGetInt32(counts[k]);
 		ranges[k].error = error_nulls[k] ? NULL : TextDatumGetCString(errors[k]);
 	}
 	tracker_restore(h->tracker, n, ranges);
@@ -297,64 +315,79 @@ handler_check_rights(HandlerRun *h)
 }
 
 /*
- * A cursor's txid is below every transaction id this cluster will still
- * hand out.  One at or above the next is from another cluster's xid space
- * (a restore from pg_dump elsewhere): new events would sort before it and
- * be skipped, so the handler stops, visibly, instead.
+ * A position's snapshots are of transaction ids this cluster has handed
+ * out.  One beyond the next is from another cluster's xid space (a restore
+ * from pg_dump elsewhere): the events of new transactions would look done
+ * to it and be skipped, so the handler stops, visibly, instead.
  */
 static void
-check_cursor(HandlerRun *h, EventPos cursor)
+check_cursor(HandlerRun *h, const Position *p)
 {
 	uint64		next = U64FromFullTransactionId(ReadNextFullTransactionId());
+	uint64		xmax = txsnap_xmax(p->step ? p->step : p->snapshot);
 
-	if (cursor.txid >= next)
+	if (xmax > next)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the cursor of %s is ahead of this server's transaction ids", h->what),
-				 errdetail("Its txid is " UINT64_FORMAT "; the next transaction id is " UINT64_FORMAT ".",
-						   cursor.txid, next),
+				 errdetail("Its snapshot's xmax is " UINT64_FORMAT "; the next transaction id is " UINT64_FORMAT ".",
+						   xmax, next),
 				 errhint("The handler was probably restored from another cluster. Move its cursor with cluster.reset_handler().")));
 }
 
+/* a position's four columns: snapshot, step, after's txid and id */
+#define POSITION_COLUMNS(p) \
+	"h.state #>> '{" p ",snapshot}', h.state #>> '{" p ",step}', " \
+	"h.state #>> '{" p ",after,0}', (h.state #>> '{" p ",after,1}')::pg_catalog.int8, "
+
+/*
+ * The handler as the last commit left it: the tracker at its cursor,
+ * everything the last leader read after it read again (pump_restore),
+ * with the done events done and the failed ones' attempts, so that only
+ * what was really in flight goes out again.
+ */
 void
 handler_load(HandlerRun *h)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(h->id)};
 	bool		isnull;
-	EventPos	cursor;
+	Position	cursor;
+	Position	read;
 
-	/* done: [from txid, from id, to txid, to id, count], or before 0.3 [txid, id] */
-	spi_exec_checked("WITH h AS (SELECT epoch, state FROM cluster.handler WHERE id = $1), "
+	/* done: [from txid, from id, to txid, to id, count] */
+	spi_exec_checked("WITH h AS (SELECT epoch, state || CASE WHEN state ? 'read' THEN '{}' "
+					 "                 ELSE pg_catalog.jsonb_build_object('read', state -> 'cursor') END AS state "
+					 "             FROM cluster.handler WHERE id = $1), "
 					 "s AS (SELECT (e ->> 0)::pg_catalog.xid8 AS txid, (e ->> 1)::pg_catalog.int8 AS id, "
-					 "             COALESCE(e ->> 2, e ->> 0)::pg_catalog.xid8 AS to_txid, "
-					 "             COALESCE(e ->> 3, e ->> 1)::pg_catalog.int8 AS to_id, -1 AS attempts, "
-					 "             COALESCE((e ->> 4)::int, 1) AS count, NULL::pg_catalog.text AS error "
+					 "             (e ->> 2)::pg_catalog.xid8 AS to_txid, (e ->> 3)::pg_catalog.int8 AS to_id, "
+					 "             -1 AS attempts, NULL::pg_catalog.text AS error "
 					 "        FROM h, pg_catalog.jsonb_array_elements(h.state -> 'done') e "
 					 "      UNION ALL "
 					 "      SELECT (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
 					 "             (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
-					 "             (r.value ->> 'attempts')::int, 1, r.value ->> 'error' "
+					 "             (r.value ->> 'attempts')::int, r.value ->> 'error' "
 					 "        FROM h, pg_catalog.jsonb_each(h.state -> 'retry') r) "
-					 "SELECT h.epoch, (h.state #>> '{cursor,0}')::pg_catalog.xid8, "
-					 "       (h.state #>> '{cursor,1}')::pg_catalog.int8, "
+					 "SELECT h.epoch, " POSITION_COLUMNS("cursor") POSITION_COLUMNS("read")
 					 "       ARRAY(SELECT s.txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.id FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.to_txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.to_id FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.attempts FROM s ORDER BY s.txid, s.id), "
-					 "       ARRAY(SELECT s.count FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.error FROM s ORDER BY s.txid, s.id) "
 					 "  FROM h",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "handler %d disappeared", h->id);
 	h->epoch = DatumGetInt32(spi_getdatum(0, Anum_load_epoch, &isnull));
-	cursor.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, Anum_load_cursor_txid, &isnull)));
-	cursor.id = DatumGetInt64(spi_getdatum(0, Anum_load_cursor_id, &isnull));
-	check_cursor(h, cursor);
-	tracker_reset(h->tracker, cursor);
+	cursor = load_position(Anum_load_cursor);
+	read = load_position(Anum_load_read);
+	check_cursor(h, &cursor);
+	check_cursor(h, &read);
+	tracker_reset(h->tracker, &cursor);
 	load_restore(h);
+	pump_restore(h->pump, h->tracker, &read);
+	tracker_restore_end(h->tracker);
 }
 
 static void
@@ -419,21 +452,21 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
  * so a takeover waits for it) and the handler's epoch is unchanged (a
  * reset raises it).  One statement, planned once per engine (generic).
  */
-#define COMMIT_ARGS 11
+#define COMMIT_ARGS 12
 static const char *commit_sql =
 "UPDATE cluster.handler h "
 "   SET state = (h.state "
-"       || pg_catalog.jsonb_build_object('cursor', $5, 'done', $6, 'retry', $7) "
-"       || CASE WHEN $8 <> 0 OR $9 <> 0 OR $10 <> 0 THEN pg_catalog.jsonb_build_object('counters', "
+"       || pg_catalog.jsonb_build_object('cursor', $5, 'done', $6, 'retry', $7, 'read', $8) "
+"       || CASE WHEN $9 <> 0 OR $10 <> 0 OR $11 <> 0 THEN pg_catalog.jsonb_build_object('counters', "
 "              COALESCE(h.state -> 'counters', '{}') || pg_catalog.jsonb_build_object("
-"                  'processed', COALESCE((h.state #>> '{counters,processed}')::pg_catalog.int8, 0) + $8, "
-"                  'failed', COALESCE((h.state #>> '{counters,failed}')::pg_catalog.int8, 0) + $9, "
-"                  'dead_lettered', COALESCE((h.state #>> '{counters,dead_lettered}')::pg_catalog.int8, 0) + $10)) "
+"                  'processed', COALESCE((h.state #>> '{counters,processed}')::pg_catalog.int8, 0) + $9, "
+"                  'failed', COALESCE((h.state #>> '{counters,failed}')::pg_catalog.int8, 0) + $10, "
+"                  'dead_lettered', COALESCE((h.state #>> '{counters,dead_lettered}')::pg_catalog.int8, 0) + $11)) "
 "          ELSE '{}' END "
-"       || CASE WHEN $11 IS NOT NULL THEN pg_catalog.jsonb_build_object('last_error', "
-"              pg_catalog.jsonb_build_object('message', $11, 'at', pg_catalog.now())) "
+"       || CASE WHEN $12 IS NOT NULL THEN pg_catalog.jsonb_build_object('last_error', "
+"              pg_catalog.jsonb_build_object('message', $12, 'at', pg_catalog.now())) "
 "          ELSE '{}' END) "
-"       - CASE WHEN $11 IS NULL AND $8 > 0 THEN 'last_error' ELSE '' END "
+"       - CASE WHEN $12 IS NULL AND $9 > 0 THEN 'last_error' ELSE '' END "
 "  FROM (SELECT FROM cluster.lease l WHERE l.key = $3 AND l.fence = $4 FOR SHARE) fenced "
 " WHERE h.id = $1 AND h.epoch = $2";
 
@@ -442,7 +475,7 @@ commit_plan(void)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[COMMIT_ARGS] = {INT4OID, INT4OID, TEXTOID, INT8OID, JSONBOID, JSONBOID,
-	JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	JSONBOID, JSONBOID, INT8OID, INT8OID, INT8OID, TEXTOID};
 
 	if (plan == NULL)
 	{
@@ -462,6 +495,7 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 			   int64 fence)
 {
 	StringInfoData cursor,
+				read,
 				done,
 				retry;
 	Datum		values[COMMIT_ARGS];
@@ -469,9 +503,10 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 	int			i = 0;
 
 	initStringInfo(&cursor);
+	initStringInfo(&read);
 	initStringInfo(&done);
 	initStringInfo(&retry);
-	tracker_state_json(h->tracker, &cursor, &done, &retry);
+	tracker_state_json(h->tracker, &cursor, &read, &done, &retry);
 	memset(nulls, ' ', sizeof(nulls));
 	values[i++] = Int32GetDatum(h->id);
 	values[i++] = Int32GetDatum(h->epoch);
@@ -480,6 +515,7 @@ handler_commit(HandlerRun *h, BatchOutcome *out, const char *lease_key,
 	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(cursor.data));
 	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(done.data));
 	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(retry.data));
+	values[i++] = DirectFunctionCall1(jsonb_in, CStringGetDatum(read.data));
 	values[i++] = Int64GetDatum(out->processed);
 	values[i++] = Int64GetDatum(out->failed);
 	values[i++] = Int64GetDatum(list_length(out->dead));

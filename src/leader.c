@@ -39,8 +39,8 @@
 #include "xact.h"
 
 #define SLICE_MS 100			/* one handler's share of a pass */
-#define BLOCKED_MIN_MS 5
-#define BLOCKED_MAX_MS 1000
+#define PENDING_MIN_MS 5		/* polls while transactions are in progress */
+#define PENDING_MAX_MS 1000
 #define ERROR_MIN_MS 1000
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
@@ -55,7 +55,7 @@ typedef struct Turn
 	HandlerRun *h;
 	bool		needs_load;		/* the tracker must be rebuilt from the row */
 	bool		replay_pending; /* dead letters may be marked for replay */
-	int			blocked_ms;		/* poll backoff while events wait on xmin */
+	int			pending_ms;		/* poll backoff while transactions are open */
 	TimestampTz due;			/* when the last round asked to be run again */
 	uint64		publications;	/* shmem_publications() before that round */
 	/* workers' answers settled but not yet committed (see may_defer) */
@@ -63,7 +63,7 @@ typedef struct Turn
 	bool		unsaved;
 	int64		unsaved_processed;
 	TimestampTz unsaved_since;
-	/* the last read that found everything there was, and not blocked */
+	/* the last read that found everything there was, none pending */
 	bool		read_all;
 	uint64		read_publications;	/* shmem_publications() before it */
 	TimestampTz read_at;
@@ -85,7 +85,7 @@ static void leader_add_registered(Leader *l);
 static void leader_add_dialed_in(Leader *l);
 
 static long
-round_wait(Turn *turn, bool blocked)
+round_wait(Turn *turn, bool pending)
 {
 	HandlerRun *h = turn->h;
 	long		wait = cluster_poll_interval;
@@ -93,19 +93,19 @@ round_wait(Turn *turn, bool blocked)
 
 	if (due >= 0)
 		wait = Min(wait, due);
-	if (blocked)
+	if (pending)
 	{
-		turn->blocked_ms = backoff_next(turn->blocked_ms, BLOCKED_MIN_MS, BLOCKED_MAX_MS);
-		wait = Min(wait, turn->blocked_ms);
+		turn->pending_ms = backoff_next(turn->pending_ms, PENDING_MIN_MS, PENDING_MAX_MS);
+		wait = Min(wait, turn->pending_ms);
 	}
 	else
-		turn->blocked_ms = 0;
+		turn->pending_ms = 0;
 	return wait;
 }
 
 /*
  * Is there anything to read?  Not when the last read found everything
- * there was, nothing was blocked, and no event has been committed since
+ * there was, no transaction was pending, and no event has been committed since
  * (the publications counter moves at every commit that adds events to a
  * pump's source): a round that only settles workers' answers then reads
  * nothing.  Sources written without the wake trigger are read at least
@@ -173,7 +173,7 @@ handler_round(Leader *l, Turn *turn)
 	int			room,
 				got = 0;
 	bool		reading = false;
-	bool		blocked = false;
+	bool		pending = false;
 	bool		passed = false;
 	long		wait = cluster_poll_interval;
 
@@ -209,7 +209,7 @@ handler_round(Leader *l, Turn *turn)
 		reading = room > 0 && worth_reading(turn, GetCurrentTimestamp());
 		if (reading)
 		{
-			got = pump_read(h->pump, t, room, &blocked);
+			got = pump_read(h->pump, t, room, &pending);
 			/* events a previous leader did (restored as done) pass at once */
 			passed = tracker_advance(t);
 		}
@@ -220,14 +220,18 @@ handler_round(Leader *l, Turn *turn)
 			wait = 0;
 		else
 		{
-			/* a full read is not blocked: there may be more to read now */
-			wait = round_wait(turn, reading && got < room && blocked);
+			/*
+			 * A transaction open at the read may commit events without
+			 * waking anyone (COMMIT PREPARED): look again soon, backing
+			 * off to a second.  After a full read there may be more now.
+			 */
+			wait = round_wait(turn, reading && got < room && pending);
 			if (run_wait > 0)
 				wait = Min(wait, run_wait);
 		}
 		if (reading)
 		{
-			turn->read_all = got < room && turn->blocked_ms == 0;
+			turn->read_all = got < room && turn->pending_ms == 0;
 			turn->read_publications = turn->publications;
 			turn->read_at = GetCurrentTimestamp();
 		}

@@ -50,15 +50,29 @@
 #define Anum_read_payload		4
 #define Anum_read_headers		5
 #define Anum_read_created_at	6
-#define Anum_read_blocked		7
 
-/* $1 xid8, $2 int8: the position after which to read; $3: limit; $4: pump name */
-#define POSITION_ARGS 4
-static Oid	position_types[POSITION_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID};
+/*
+ * The reader's parameters: the step read after $1, $2 up to $8, $9, at
+ * most $3 events; $4 the stream of cluster.events; $5 the transactions in
+ * progress in the snapshot before the step that its target shows
+ * committed, ascending; $6 that snapshot's xmax; $7 the target, $10 its
+ * xmax.
+ */
+#define READ_ARGS 10
+static Oid	read_types[READ_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID, XID8ARRAYOID,
+XID8OID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID};
+
+/*
+ * A position's parameters, for counting and positioning: $1, $2 its
+ * "after"; $3 a limit; $4 the stream; $5 its snapshot; $6 its step (the
+ * snapshot again when it has none, after (0, 0)); $7 the snapshot's xmin.
+ */
+#define POSITION_ARGS 7
+static Oid	position_types[POSITION_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID,
+PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID};
 
 #define ROW_GT "OPERATOR(pg_catalog.>)"
-#define XMIN "pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
-#define BELOW_XMIN "OPERATOR(pg_catalog.<) " XMIN
+#define ROW_LE "OPERATOR(pg_catalog.<=)"
 
 static char *
 column_or_null(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col,
@@ -159,12 +173,18 @@ stream_filter(Pump *pump)
 	return OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $4 AND ";
 }
 
-/* "[t.stream = $4 AND ](t.txid, t.id) > ($1, $2)" */
+/*
+ * "NOT <the position holds t>": t is neither visible in the snapshot ($5)
+ * nor in the step ($6) at or before $1, $2.  From the snapshot's xmin
+ * ($7) on: everything below it is visible.
+ */
 static char *
-after_position(Pump *pump)
+not_in_position(Pump *pump)
 {
-	return psprintf("%s(t.%s, t.%s) " ROW_GT " ($1, $2)",
-					stream_filter(pump), pump->txid, pump->id_col);
+	return psprintf("%st.%s OPERATOR(pg_catalog.>=) $7 AND NOT (pg_catalog.pg_visible_in_snapshot(t.%s, $5) "
+					"OR (pg_catalog.pg_visible_in_snapshot(t.%s, $6) AND (t.%s, t.%s) " ROW_LE " ($1, $2)))",
+					stream_filter(pump), pump->txid, pump->txid, pump->txid,
+					pump->txid, pump->id_col);
 }
 
 /*
@@ -185,22 +205,31 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-/* Retention's DELETE, or NULL when events stay (no created_at, a view). */
+/*
+ * Retention's DELETE, or NULL when events stay (no created_at, a view):
+ * of the events every handler's cursor has passed ($2, the snapshots of
+ * the cursors; below the lowest xmax: the range of an index scan), up to
+ * $3 of them created before the retention ($5) ago.
+ */
+#define DELETE_ARGS 5
 static SPIPlanPtr
 prepare_delete(Pump *pump, StringInfo sql)
 {
-	Oid			delete_types[POSITION_ARGS + 1] = {XID8OID, INT8OID, INT8OID, TEXTOID, INTERVALOID};
+	Oid			delete_types[DELETE_ARGS] = {INT4OID, PG_SNAPSHOTARRAYOID, INT8OID, TEXTOID, INTERVALOID};
 
 	if (pump->created_at == NULL || !pump->deletable)
 		return NULL;
 	resetStringInfo(sql);
 	appendStringInfo(sql,
 					 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-					 "SELECT t.ctid FROM %s t WHERE %s(t.%s, t.%s) OPERATOR(pg_catalog.<=) ($1, $2) "
-					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) LIMIT $3))",
+					 "SELECT t.ctid FROM %s t WHERE %st.%s OPERATOR(pg_catalog.<) "
+					 "(SELECT pg_catalog.min(pg_catalog.pg_snapshot_xmax(s)) FROM pg_catalog.unnest($2) s) "
+					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) "
+					 "AND NOT EXISTS (SELECT FROM pg_catalog.unnest($2) s "
+					 "                 WHERE NOT pg_catalog.pg_visible_in_snapshot(t.%s, s)) LIMIT $3))",
 					 pump->from, pump->from, stream_filter(pump),
-					 pump->txid, pump->id_col, pump->created_at);
-	return prepare_kept(sql->data, POSITION_ARGS + 1, delete_types);
+					 pump->txid, pump->created_at, pump->txid);
+	return prepare_kept(sql->data, DELETE_ARGS, delete_types);
 }
 
 /*
@@ -212,35 +241,42 @@ prepare_delete(Pump *pump, StringInfo sql)
 void
 pump_prepare(Pump *pump)
 {
-	char	   *range = after_position(pump);
+	const char *stream = stream_filter(pump);
+	char	   *columns;
 	StringInfoData sql;
 	Restricted	r;
 
 	/*
-	 * The events after the position of finished transactions, in order, and
-	 * whether any committed event waits for an older transaction: every
-	 * event at or above xmin is after what was read (read events are
-	 * below it), so the index is probed from xmin, not walked from the
-	 * position; as ORDER BY ... LIMIT 1, so that with sorting off the probe
-	 * is an index scan even when the plan was made on an empty table (an
-	 * EXISTS would be a sequential scan for every read of the backlog).
-	 * The one-row side is preserved, so "blocked" comes back even when no
-	 * event does; a nested loop (the only join for ON true) keeps the
-	 * events in their order.
+	 * A step's events in order: first those of the transactions that
+	 * committed since the snapshot before it (txids below its xmax), one
+	 * index scan of each, in the order of $5; then the range from its xmax
+	 * to the target's, those the target shows.  Both parts stay index
+	 * scans however many transactions were in progress, and no sort is
+	 * needed: a plan that isn't parallel (SPI plans are not) returns the
+	 * union's parts, and a nested loop its outer rows, in order.
 	 */
+	columns = psprintf("t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
+					   pump->txid, pump->id_col, pump->key, pump->payload,
+					   pump->headers, pump->created_at_value);
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT r.*, b.blocked FROM (SELECT (SELECT t.%s FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) " XMIN
-					 " ORDER BY t.%s LIMIT 1) IS NOT NULL AS blocked) b",
-					 pump->txid, pump->from, stream_filter(pump), pump->txid, pump->txid);
+					 "SELECT e.* FROM pg_catalog.unnest($5) x(txid), LATERAL ("
+					 "SELECT %s FROM %s t WHERE %st.%s OPERATOR(pg_catalog.=) x.txid "
+					 "AND (t.%s, t.%s) " ROW_GT " ($1, $2) AND (t.%s, t.%s) " ROW_LE " ($8, $9) "
+					 "ORDER BY t.%s LIMIT $3) e",
+					 columns, pump->from, stream, pump->txid,
+					 pump->txid, pump->id_col, pump->txid, pump->id_col, pump->id_col);
 	appendStringInfo(&sql,
-					 " LEFT JOIN LATERAL (SELECT t.%s, t.%s::pg_catalog.int8, %s, %s, %s, %s",
-					 pump->txid, pump->id_col, pump->key, pump->payload,
-					 pump->headers, pump->created_at_value);
-	appendStringInfo(&sql, " FROM %s t WHERE %s AND t.%s " BELOW_XMIN " ORDER BY t.%s, t.%s LIMIT $3) r ON true",
-					 pump->from, range, pump->txid, pump->txid, pump->id_col);
+					 " UNION ALL (SELECT %s FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) $6 "
+					 "AND t.%s OPERATOR(pg_catalog.<) $10 "
+					 "AND (t.%s, t.%s) " ROW_GT " ($1, $2) AND (t.%s, t.%s) " ROW_LE " ($8, $9) "
+					 "AND pg_catalog.pg_visible_in_snapshot(t.%s, $7) "
+					 "ORDER BY t.%s, t.%s LIMIT $3) LIMIT $3",
+					 columns, pump->from, stream, pump->txid, pump->txid,
+					 pump->txid, pump->id_col, pump->txid, pump->id_col,
+					 pump->txid, pump->txid, pump->id_col);
 	restricted_enter(&r, pump->owner, pump->what);
-	pump->read_plan = prepare_kept(sql.data, POSITION_ARGS, position_types);
+	pump->read_plan = prepare_kept(sql.data, READ_ARGS, read_types);
 	if (OidIsValid(pump->source))
 		pump->delete_plan = prepare_delete(pump, &sql);
 	restricted_exit(&r);
@@ -259,13 +295,25 @@ pump_release(Pump *pump)
 	pump->read_plan = pump->delete_plan = NULL;
 }
 
-static void
-position_args(Pump *pump, EventPos pos, int64 limit, Datum *values)
+static Datum
+xid8_datum(uint64 txid)
 {
-	values[0] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.txid));
-	values[1] = Int64GetDatum(pos.id);
-	values[2] = Int64GetDatum(limit);
-	values[3] = CStringGetTextDatum(pump->name);
+	return FullTransactionIdGetDatum(FullTransactionIdFromU64(txid));
+}
+
+static void
+position_args(Pump *pump, const Position *p, int64 limit, Datum *values)
+{
+	int			i = 0;
+
+	values[i++] = xid8_datum(p->step ? p->after.txid : 0);
+	values[i++] = Int64GetDatum(p->step ? p->after.id : 0);
+	values[i++] = Int64GetDatum(limit);
+	values[i++] = CStringGetTextDatum(pump->name);
+	values[i++] = PointerGetDatum(p->snapshot);
+	values[i++] = PointerGetDatum(p->step ? p->step : p->snapshot);
+	values[i++] = xid8_datum(txsnap_xmin(p->snapshot));
+	Assert(i == POSITION_ARGS);
 }
 
 /*
@@ -301,21 +349,34 @@ json_null(void)
 }
 
 /*
- * Read up to "limit" events after the tracker's read position into it.
- * *blocked tells whether committed events after them wait for an older
- * transaction to finish: then the caller looks again soon, as nobody
- * wakes it when that transaction ends.
+ * Read up to "limit" events of the tracker's step, after where it stands
+ * and up to "upto", into the tracker; the number read.
  */
-int
-pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked)
+static int
+read_step(Pump *pump, Tracker *tracker, EventPos upto, int limit)
 {
-	Datum		values[POSITION_ARGS];
+	const TxSnapshot *prev;
+	const TxSnapshot *target;
+	EventPos	after;
+	Datum		values[READ_ARGS];
+	int			i = 0;
 	int			n = 0;
 
-	position_args(pump, tracker->read_pos, limit, values);
+	if (!tracker_step(tracker, &prev, &target, &after))
+		elog(ERROR, "no step of %s is being read", pump->what);
+	values[i++] = xid8_datum(after.txid);
+	values[i++] = Int64GetDatum(after.id);
+	values[i++] = Int64GetDatum(limit);
+	values[i++] = CStringGetTextDatum(pump->name);
+	values[i++] = txsnap_committed_since(prev, target, after.txid);
+	values[i++] = xid8_datum(txsnap_xmax(prev));
+	values[i++] = PointerGetDatum(target);
+	values[i++] = xid8_datum(upto.txid);
+	values[i++] = Int64GetDatum(upto.id);
+	values[i++] = xid8_datum(txsnap_xmax(target));
+	Assert(i == READ_ARGS);
 	if (execute_as_owner(pump, pump->read_plan, NULL, 0, NULL, values, true, limit) != SPI_OK_SELECT)
 		elog(ERROR, "reading %s failed", pump->what);
-	*blocked = false;
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -323,11 +384,7 @@ pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked)
 		Event		ev;
 		Datum		d;
 
-		*blocked = DatumGetBool(spi_getdatum(row, Anum_read_blocked, &isnull));
-		d = spi_getdatum(row, Anum_read_txid, &isnull);
-		if (isnull)
-			break;				/* no event: the one row of "blocked" alone */
-		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(d));
+		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(row, Anum_read_txid, &isnull)));
 		pos.id = DatumGetInt64(spi_getdatum(row, Anum_read_id, &isnull));
 		ev.id = pos.id;
 		d = spi_getdatum(row, Anum_read_key, &isnull);
@@ -346,16 +403,100 @@ pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked)
 }
 
 /*
+ * Read up to "limit" events into the tracker: of the step it is reading,
+ * or of a new one up to the current snapshot.  *pending tells whether
+ * transactions were in progress at the step's snapshot: one may commit
+ * events without waking the leader (COMMIT PREPARED does not), so the
+ * caller looks again soon.
+ */
+int
+pump_read(Pump *pump, Tracker *tracker, int limit, bool *pending)
+{
+	const TxSnapshot *prev;
+	const TxSnapshot *target;
+	EventPos	after;
+	int			n;
+
+	if (!tracker_step(tracker, &prev, &target, &after))
+	{
+		TxSnapshot *now = txsnap_current(CurrentMemoryContext);
+
+		tracker_begin_step(tracker, now);
+		pfree(now);
+		(void) tracker_step(tracker, &prev, &target, &after);
+	}
+	*pending = target->nxip > 0;
+	n = read_step(pump, tracker, EVENTPOS_END, limit);
+	tracker_end_read(tracker, n < limit, NULL);
+	return n;
+}
+
+#define RESTORE_BATCH 1000
+
+/* Read the tracker's step to its end, or up to *upto. */
+static void
+restore_step(Pump *pump, Tracker *tracker, const EventPos *upto)
+{
+	int			n;
+
+	do
+	{
+		n = read_step(pump, tracker, upto ? *upto : EVENTPOS_END, RESTORE_BATCH);
+		tracker_end_read(tracker, n < RESTORE_BATCH && upto == NULL,
+						 n < RESTORE_BATCH ? upto : NULL);
+	} while (n == RESTORE_BATCH);
+}
+
+/*
+ * Read again, into a tracker just reset to the cursor, everything the
+ * last leader had read ("read", a position at or after the cursor), by
+ * the same steps' snapshots: the same events, whatever has committed
+ * since, so that its done ranges and retries apply to them alone.  As
+ * many events as it had read above the cursor: the tracker may hold more
+ * than max_in_flight for a while, if that was lowered.
+ */
+void
+pump_restore(Pump *pump, Tracker *tracker, const Position *read)
+{
+	const TxSnapshot *prev;
+	const TxSnapshot *target;
+	EventPos	after;
+
+	if (tracker_step(tracker, &prev, &target, &after))
+	{
+		/* the cursor's step: to its end, or where it was read to */
+		if (read->step && txsnap_equal(read->step, target))
+		{
+			restore_step(pump, tracker, &read->after);
+			return;
+		}
+		restore_step(pump, tracker, NULL);
+		(void) tracker_step(tracker, &prev, &target, &after);
+	}
+	if (!txsnap_equal(prev, read->snapshot) && !txsnap_equal(tracker->base, read->snapshot))
+	{
+		tracker_begin_step(tracker, read->snapshot);
+		restore_step(pump, tracker, NULL);
+	}
+	if (read->step)
+	{
+		tracker_begin_step(tracker, read->step);
+		restore_step(pump, tracker, &read->after);
+	}
+}
+
+/*
  * Delete up to "limit" events at or before "upto" older than the
  * retention.  A user table's events are deleted as its owner, who must
  * have the DELETE privilege: without it the events stay (one WARNING per
  * load of the pump).
  */
 uint64
-pump_delete_passed(Pump *pump, EventPos upto, int limit)
+pump_delete_passed(Pump *pump, Datum cursors, int limit)
 {
-	Datum		values[POSITION_ARGS + 1];
+	Datum		values[DELETE_ARGS];
 	int			rc;
+	int			i = 0;
 
 	if (pump->delete_plan == NULL)
 		return 0;
@@ -372,9 +513,13 @@ pump_delete_passed(Pump *pump, EventPos upto, int limit)
 		return 0;
 	}
 	pump->delete_denied = false;
-	position_args(pump, upto, limit, values);
-	values[POSITION_ARGS] = DirectFunctionCall3(interval_in, CStringGetDatum(pump->retention),
-												ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[i++] = Int32GetDatum(pump->id);
+	values[i++] = cursors;
+	values[i++] = Int64GetDatum(limit);
+	values[i++] = CStringGetTextDatum(pump->name);
+	values[i++] = DirectFunctionCall3(interval_in, CStringGetDatum(pump->retention),
+									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	Assert(i == DELETE_ARGS);
 	if (OidIsValid(pump->source))
 		rc = execute_as_owner(pump, pump->delete_plan, NULL, 0, NULL, values, false, 0);
 	else
@@ -385,11 +530,11 @@ pump_delete_passed(Pump *pump, EventPos upto, int limit)
 }
 
 /*
- * How many events there are after "after", and how old the oldest is
+ * How many events the position does not hold, and how old the oldest is
  * (0 without a created_at column), counted as the pump's owner.
  */
 void
-pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds)
+pump_lag(Pump *pump, const Position *after, int64 *events, double *seconds)
 {
 	Datum		values[POSITION_ARGS];
 	char	   *sql;
@@ -402,7 +547,7 @@ pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds)
 				   psprintf("pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() "
 							"OPERATOR(pg_catalog.-) pg_catalog.min(t.%s))",
 							pump->created_at) : "0::pg_catalog.float8",
-				   pump->from, after_position(pump));
+				   pump->from, not_in_position(pump));
 	if (execute_as_owner(pump, NULL, sql, POSITION_ARGS, position_types, values, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "counting %s failed", pump->what);
 	*events = DatumGetInt64(spi_getdatum(0, 1, &isnull));
@@ -411,15 +556,16 @@ pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds)
 }
 
 /*
- * The position just before the first event, in pump order, created at or
- * after "at": the cursor of a handler that is to see those events.
+ * The position just before the first event, in (txid, id) order, created
+ * at or after "at": the cursor of a handler that is to see those events,
+ * and those of transactions still in progress.
  */
-EventPos
+Position
 pump_position_before(Pump *pump, TimestampTz at)
 {
-	Oid			types[POSITION_ARGS + 1];
-	Datum		values[POSITION_ARGS + 1];
-	EventPos	pos = {0, 0};
+	Oid			types[3] = {TIMESTAMPTZOID, TEXTOID, INT8OID};
+	Datum		values[3];
+	EventPos	pos = EVENTPOS_START;
 	char	   *sql;
 
 	if (pump->created_at == NULL)
@@ -427,15 +573,15 @@ pump_position_before(Pump *pump, TimestampTz at)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s has no created_at column", pump->what),
 				 errhint("Reset to 'start' or 'end', or re-create the pump with created_at_column.")));
-	memcpy(types, position_types, sizeof(position_types));
-	types[POSITION_ARGS] = TIMESTAMPTZOID;
-	position_args(pump, pos, 1, values);
-	values[POSITION_ARGS] = TimestampTzGetDatum(at);
-	sql = psprintf("SELECT t.%s, t.%s::pg_catalog.int8 FROM %s t WHERE %s "
-				   "AND t.%s OPERATOR(pg_catalog.<) $5 ORDER BY t.%s DESC, t.%s DESC LIMIT $3",
-				   pump->txid, pump->id_col, pump->from, after_position(pump),
+	values[0] = TimestampTzGetDatum(at);
+	values[1] = CStringGetTextDatum(pump->name);
+	values[2] = Int64GetDatum(1);
+	sql = psprintf("SELECT t.%s, t.%s::pg_catalog.int8 FROM %s t WHERE %s"
+				   "t.%s OPERATOR(pg_catalog.<) $1 ORDER BY t.%s DESC, t.%s DESC LIMIT $3",
+				   pump->txid, pump->id_col, pump->from,
+				   OidIsValid(pump->source) ? "" : "t.stream OPERATOR(pg_catalog.=) $2 AND ",
 				   pump->created_at, pump->txid, pump->id_col);
-	if (execute_as_owner(pump, NULL, sql, POSITION_ARGS + 1, types, values, true, 1) != SPI_OK_SELECT)
+	if (execute_as_owner(pump, NULL, sql, 3, types, values, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "positioning in %s failed", pump->what);
 	if (SPI_processed == 1)
 	{
@@ -444,5 +590,5 @@ pump_position_before(Pump *pump, TimestampTz at)
 		pos.txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 1, &isnull)));
 		pos.id = DatumGetInt64(spi_getdatum(0, 2, &isnull));
 	}
-	return pos;
+	return position_before(txsnap_current(CurrentMemoryContext), pos);
 }

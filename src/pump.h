@@ -3,12 +3,14 @@
  * pump.h
  *	  A pump's source: its committed events in (txid, id) order.
  *
- * Only events of finished transactions are read: txid below the xmin of
- * the reading statement's snapshot.  An event whose transaction commits
- * after a later id was read therefore sorts after everything read so far
- * and is never skipped; an aborted event is never visible.  A transaction
- * still open delays the events committed after it began (pump_read
- * tells), it never loses them.
+ * Events are read by snapshot steps (position.h): a read takes the current
+ * snapshot as a step's target and hands out the events it shows that the
+ * step's previous snapshot did not.  Every row a statement sees is of a
+ * transaction visible in its snapshot, so no committed event is ever
+ * skipped and an aborted one is never seen; an open transaction holds
+ * back nothing but its own events, which come with the first step after
+ * it commits.  A step larger than a read is read in several against the
+ * same target.
  *
  * This is the one module that knows a source's shape (its column mapping)
  * and the one that touches it.  A user table is read, counted and deleted
@@ -54,9 +56,10 @@ typedef struct Pump
 extern Pump *pump_load(int32 pump_id, MemoryContext cxt);
 extern void pump_prepare(Pump *pump);
 extern void pump_release(Pump *pump);
-extern int	pump_read(Pump *pump, Tracker *tracker, int limit, bool *blocked);
-extern uint64 pump_delete_passed(Pump *pump, EventPos upto, int limit);
-extern void pump_lag(Pump *pump, EventPos after, int64 *events, double *seconds);
-extern EventPos pump_position_before(Pump *pump, TimestampTz at);
+extern int	pump_read(Pump *pump, Tracker *tracker, int limit, bool *pending);
+extern void pump_restore(Pump *pump, Tracker *tracker, const Position *read);
+extern uint64 pump_delete_passed(Pump *pump, Datum cursors, int limit);
+extern void pump_lag(Pump *pump, const Position *after, int64 *events, double *seconds);
+extern Position pump_position_before(Pump *pump, TimestampTz at);
 
 #endif							/* CLUSTER_PUMP_H */

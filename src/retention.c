@@ -17,6 +17,7 @@
 #include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/array.h"
 #include "utils/xid8.h"
 
 #include "leader.h"
@@ -26,23 +27,20 @@
 #define RETENTION_BATCH 1000
 #define RETENTION_BUDGET_MS 200
 
-/* The lowest cursor of the pump's handlers; false when it has none. */
+/* The snapshots of the cursors of the pump's handlers; false when it has none. */
 static bool
-pump_low_cursor(Pump *pump, EventPos *low)
+pump_cursors(Pump *pump, Datum *cursors)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(pump->id)};
 	bool		isnull;
 
-	spi_exec_checked("SELECT (state #>> '{cursor,0}')::pg_catalog.xid8 t, "
-					 "(state #>> '{cursor,1}')::pg_catalog.int8 i "
-					 "FROM cluster.handler WHERE pump_id = $1 ORDER BY t, i LIMIT 1",
+	spi_exec_checked("SELECT ARRAY(SELECT (state #>> '{cursor,snapshot}')::pg_catalog.pg_snapshot "
+					 "FROM cluster.handler WHERE pump_id = $1)",
 					 1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-	low->txid = U64FromFullTransactionId(DatumGetFullTransactionId(spi_getdatum(0, 1, &isnull)));
-	low->id = DatumGetInt64(spi_getdatum(0, 2, &isnull));
-	return true;
+	*cursors = spi_getdatum(0, 1, &isnull);
+	return ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(*cursors)),
+						  ARR_DIMS(DatumGetArrayTypeP(*cursors))) > 0;
 }
 
 static void
@@ -52,12 +50,12 @@ retention_pump(Pump *pump, TimestampTz start)
 
 	do
 	{
-		EventPos	low;
+		Datum		cursors;
 
 		worker_xact_begin("cluster: deleting passed events");
 		deleted = 0;
-		if (pump_low_cursor(pump, &low))
-			deleted = pump_delete_passed(pump, low, RETENTION_BATCH);
+		if (pump_cursors(pump, &cursors))
+			deleted = pump_delete_passed(pump, cursors, RETENTION_BATCH);
 		worker_xact_commit();
 	} while (deleted == RETENTION_BATCH &&
 			 !TimestampDifferenceExceeds(start, GetCurrentTimestamp(), RETENTION_BUDGET_MS));

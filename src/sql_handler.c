@@ -255,7 +255,7 @@ local_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 		int			n = tracker_select(t, h->batch_size, 0, 0, GetCurrentTimestamp(),
 									   batch, NULL, NULL);
 		int			room;
-		bool		blocked;
+		bool		pending;
 
 		if (n == 0)
 			break;
@@ -265,7 +265,7 @@ local_run(Leader *l, HandlerRun *h, BatchOutcome *out)
 			break;
 		room = Min(tracker_room(t), h->batch_size);
 		if (room > 0)
-			(void) pump_read(h->pump, t, room, &blocked);
+			(void) pump_read(h->pump, t, room, &pending);
 	}
 	return out->processed + out->failed > before ? 0 : -1;
 }

@@ -18,14 +18,12 @@
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
 
-int
-eventpos_cmp(EventPos a, EventPos b)
+static void
+free_event(TrackedEvent *ev)
 {
-	if (a.txid != b.txid)
-		return a.txid < b.txid ? -1 : 1;
-	if (a.id != b.id)
-		return a.id < b.id ? -1 : 1;
-	return 0;
+	event_free(&ev->event);
+	if (ev->last_error)
+		pfree(ev->last_error);
 }
 
 Tracker *
@@ -37,40 +35,76 @@ tracker_create(MemoryContext parent, int capacity, bool key_order)
 
 	t->cxt = cxt;
 	t->capacity = capacity;
+	t->size = capacity;
 	t->key_order = key_order;
 	t->events = MemoryContextAllocZero(cxt, sizeof(TrackedEvent) * capacity);
+	t->maxsteps = 16;
+	t->steps = MemoryContextAlloc(cxt, sizeof(TrackerStep) * t->maxsteps);
 	return t;
 }
 
-/* Forget everything: the next events are read after "cursor". */
-void
-tracker_reset(Tracker *t, EventPos cursor)
+static void
+drop_first_step(Tracker *t)
 {
-	for (int i = 0; i < t->count; i++)
+	pfree(t->base);
+	t->base = t->steps[0].target;
+	t->nsteps--;
+	memmove(t->steps, t->steps + 1, sizeof(TrackerStep) * t->nsteps);
+	t->cursor_in_step = false;
+}
+
+static void
+push_step(Tracker *t, const TxSnapshot *target)
+{
+	if (t->nsteps == t->maxsteps)
 	{
-		event_free(&t->events[i].event);
-		if (t->events[i].last_error)
-			pfree(t->events[i].last_error);
+		t->maxsteps *= 2;
+		t->steps = repalloc(t->steps, sizeof(TrackerStep) * t->maxsteps);
 	}
-	t->count = 0;
-	t->cursor = cursor;
-	t->read_pos = cursor;
-	t->n_restore = 0;
+	t->steps[t->nsteps].seq = t->next_seq++;
+	t->steps[t->nsteps].target = txsnap_copy(target, t->cxt);
+	t->nsteps++;
+	t->step_read = 0;
 }
 
 /*
- * What the last leader left above the cursor, in (txid, id) order: applied
- * to the events as they are read.  A done range holds every event read
- * between its ends: the pump never reads an event into a stretch it has
- * read already.
+ * Forget everything: the next events are read after "cursor", finishing
+ * its step first if it is inside one.
+ */
+void
+tracker_reset(Tracker *t, const Position *cursor)
+{
+	for (int i = 0; i < t->count; i++)
+		free_event(&t->events[i]);
+	t->count = 0;
+	if (t->base)
+		pfree(t->base);
+	for (int i = 0; i < t->nsteps; i++)
+		pfree(t->steps[i].target);
+	t->nsteps = 0;
+	t->base = txsnap_copy(cursor->snapshot, t->cxt);
+	t->cursor_in_step = t->reading = false;
+	if (cursor->step)
+	{
+		push_step(t, cursor->step);
+		t->cursor_in_step = t->reading = true;
+		t->cursor_after = t->read_after = cursor->after;
+	}
+	tracker_restore_end(t);
+}
+
+/*
+ * What the last leader left above the cursor, sorted by "from" (ranges
+ * never overlap): applied to the events as they are read, until
+ * tracker_restore_end.  A done range holds every event the last leader
+ * read between its ends, and the restoring reads read exactly what it had
+ * read, so no other event can fall in one.
  */
 void
 tracker_restore(Tracker *t, int n, RestoreRange *ranges)
 {
-	if (t->restore)
-		pfree(t->restore);
+	tracker_restore_end(t);
 	t->n_restore = n;
-	t->next_restore = 0;
 	t->restore = MemoryContextAlloc(t->cxt, sizeof(RestoreRange) * Max(n, 1));
 	memcpy(t->restore, ranges, sizeof(RestoreRange) * n);
 	for (int i = 0; i < n; i++)
@@ -78,45 +112,161 @@ tracker_restore(Tracker *t, int n, RestoreRange *ranges)
 			t->restore[i].error = MemoryContextStrdup(t->cxt, ranges[i].error);
 }
 
+void
+tracker_restore_end(Tracker *t)
+{
+	for (int i = 0; i < t->n_restore; i++)
+		if (t->restore[i].error)
+			pfree(t->restore[i].error);
+	if (t->restore)
+		pfree(t->restore);
+	t->restore = NULL;
+	t->n_restore = 0;
+}
+
 int
 tracker_room(Tracker *t)
 {
-	return t->capacity - t->count;
+	return Max(t->capacity - t->count, 0);
+}
+
+/*
+ * The step to read now: true, with the snapshot before it, its target and
+ * where its reading stands, when one is being read; false when the next
+ * read begins a new one (from *prev).
+ */
+bool
+tracker_step(Tracker *t, const TxSnapshot **prev, const TxSnapshot **target,
+			 EventPos *after)
+{
+	int			last = t->nsteps - 1;
+
+	if (!t->reading)
+	{
+		*prev = last >= 0 ? t->steps[last].target : t->base;
+		return false;
+	}
+	*prev = last >= 1 ? t->steps[last - 1].target : t->base;
+	*target = t->steps[last].target;
+	*after = t->read_after;
+	return true;
 }
 
 void
+tracker_begin_step(Tracker *t, const TxSnapshot *target)
+{
+	Assert(!t->reading);
+	push_step(t, target);
+	t->reading = true;
+	t->read_after = EVENTPOS_START;
+}
+
+/* the restore range holding "pos", if any (binary search) */
+static RestoreRange *
+restore_find(Tracker *t, EventPos pos)
+{
+	int			lo = 0,
+				hi = t->n_restore - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		RestoreRange *r = &t->restore[mid];
+
+		if (eventpos_cmp(pos, r->from) < 0)
+			hi = mid - 1;
+		else if (eventpos_cmp(pos, r->to) > 0)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+/* An event of the step being read, after the ones read so far. */
+void
 tracker_add(Tracker *t, EventPos pos, const Event *event)
 {
-	TrackedEvent *ev = &t->events[t->count++];
+	TrackedEvent *ev;
+	RestoreRange *r;
 
-	Assert(t->count <= t->capacity);
-	Assert(eventpos_cmp(pos, t->read_pos) > 0);
+	Assert(t->reading && eventpos_cmp(pos, t->read_after) > 0);
+	if (t->count == t->size)
+	{
+		/* restoring more than max_in_flight, after it was lowered */
+		t->size *= 2;
+		t->events = repalloc(t->events, sizeof(TrackedEvent) * t->size);
+	}
+	ev = &t->events[t->count++];
 	memset(ev, 0, sizeof(TrackedEvent));
 	ev->pos = pos;
+	ev->step = t->steps[t->nsteps - 1].seq;
 	ev->has_key = (event->key != NULL);
 	ev->key_hash = event->key ? hash_bytes((const unsigned char *) event->key, strlen(event->key)) : 0;
 	event_copy(&ev->event, event, t->cxt);
-	t->read_pos = pos;
+	t->read_after = pos;
+	t->step_read++;
 
-	while (t->next_restore < t->n_restore &&
-		   eventpos_cmp(t->restore[t->next_restore].to, pos) < 0)
-		t->next_restore++;
-	if (t->next_restore < t->n_restore &&
-		eventpos_cmp(t->restore[t->next_restore].from, pos) <= 0)
+	if ((r = restore_find(t, pos)) == NULL)
+		return;
+	if (r->attempts < 0)
+		ev->done = true;
+	else
 	{
-		RestoreRange *r = &t->restore[t->next_restore];
+		ev->attempts = r->attempts;
+		if (r->error)
+			ev->last_error = MemoryContextStrdup(t->cxt, r->error);
+	}
+}
 
-		if (r->attempts < 0)
-		{
-			ev->done = true;
-			r->count--;
-		}
-		else
-		{
-			ev->attempts = r->attempts;
-			if (r->error)
-				ev->last_error = MemoryContextStrdup(t->cxt, r->error);
-		}
+/*
+ * A read of the step ended: "to_end" when it found everything the step
+ * has, else up to *upto when given (a restoring read stops where the last
+ * leader had read to).  A step that found nothing is forgotten.
+ */
+void
+tracker_end_read(Tracker *t, bool to_end, const EventPos *upto)
+{
+	Assert(t->reading);
+	if (!to_end)
+	{
+		if (upto)
+			t->read_after = *upto;
+		return;
+	}
+	t->reading = false;
+	/* with nothing left to do, the cursor moves over every step */
+	(void) tracker_advance(t);
+	if (t->count > 0 && t->step_read == 0)
+	{
+		Assert(t->nsteps >= 2);
+		pfree(t->steps[--t->nsteps].target);
+	}
+}
+
+void
+tracker_cursor(Tracker *t, Position *cursor)
+{
+	cursor->snapshot = t->base;
+	cursor->step = t->cursor_in_step ? t->steps[0].target : NULL;
+	cursor->after = t->cursor_after;
+}
+
+void
+tracker_read_position(Tracker *t, Position *read)
+{
+	int			last = t->nsteps - 1;
+
+	read->step = NULL;
+	if (last < 0)
+		read->snapshot = t->base;
+	else if (!t->reading)
+		read->snapshot = t->steps[last].target;
+	else
+	{
+		read->snapshot = last >= 1 ? t->steps[last - 1].target : t->base;
+		read->step = t->steps[last].target;
+		read->after = t->read_after;
 	}
 }
 
@@ -272,20 +422,40 @@ tracker_count_ready(Tracker *t, TimestampTz now, TrackerFilter filter, void *arg
 	}
 }
 
-/* The event at "pos", if the tracker holds it (binary search). */
+/*
+ * The event at "pos", if the tracker holds it: it was read by the first
+ * step whose target shows its transaction (the snapshots only grow), and
+ * a step's events are in (txid, id) order.
+ */
 TrackedEvent *
 tracker_find(Tracker *t, EventPos pos)
 {
 	int			lo = 0,
-				hi = t->count - 1;
+				hi = t->nsteps - 1;
+	int64		seq;
 
+	if (t->nsteps == 0 || txsnap_visible(t->base, pos.txid))
+		return NULL;
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (txsnap_visible(t->steps[mid].target, pos.txid))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	seq = t->steps[lo].seq;
+	lo = 0;
+	hi = t->count - 1;
 	while (lo <= hi)
 	{
 		int			mid = (lo + hi) / 2;
-		int			cmp = eventpos_cmp(t->events[mid].pos, pos);
+		TrackedEvent *ev = &t->events[mid];
+		int			cmp = ev->step != seq ? (ev->step < seq ? -1 : 1) : eventpos_cmp(ev->pos, pos);
 
 		if (cmp == 0)
-			return &t->events[mid];
+			return ev;
 		if (cmp < 0)
 			lo = mid + 1;
 		else
@@ -342,25 +512,40 @@ tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 	return false;
 }
 
-/* Move the cursor over the done events at the head; true if it moved. */
+/*
+ * Move the cursor over the done events at the head, and over every step
+ * read to its end that has none left; true if it moved.
+ */
 bool
 tracker_advance(Tracker *t)
 {
 	int			n = 0;
+	bool		moved = false;
 
-	while (n < t->count && t->events[n].done)
+	for (;;)
 	{
-		t->cursor = t->events[n].pos;
-		event_free(&t->events[n].event);
-		if (t->events[n].last_error)
-			pfree(t->events[n].last_error);
+		/* the first step is passed once read and without events */
+		while (t->nsteps > 0 && !(t->reading && t->nsteps == 1) &&
+			   (n == t->count || t->events[n].step != t->steps[0].seq))
+		{
+			drop_first_step(t);
+			moved = true;
+		}
+		if (n == t->count || !t->events[n].done)
+			break;
+		Assert(t->events[n].step == t->steps[0].seq);
+		t->cursor_in_step = true;
+		t->cursor_after = t->events[n].pos;
+		free_event(&t->events[n]);
 		n++;
+		moved = true;
 	}
-	if (n == 0)
-		return false;
-	t->count -= n;
-	memmove(t->events, t->events + n, sizeof(TrackedEvent) * t->count);
-	return true;
+	if (n > 0)
+	{
+		t->count -= n;
+		memmove(t->events, t->events + n, sizeof(TrackedEvent) * t->count);
+	}
+	return moved;
 }
 
 /* Events read and not yet done. */
@@ -413,63 +598,72 @@ append_retry(StringInfo retry, EventPos pos, int attempts, const char *error)
 	appendStringInfoChar(retry, '}');
 }
 
-/*
- * What the last leader left beyond what has been read again: without it a
- * commit would forget events done above a stuck one that this leader has
- * not read yet, and the next leader would hand them out again.  A done
- * range is cut to what lies past the read position.
- */
-static void
-unread_restore_json(Tracker *t, StringInfo done, StringInfo retry)
+static int
+compare_by_pos(const void *a, const void *b)
 {
-	EventPos	after = {t->read_pos.txid, t->read_pos.id + 1};
-
-	for (int i = t->next_restore; i < t->n_restore; i++)
-	{
-		RestoreRange *r = &t->restore[i];
-
-		if (eventpos_cmp(r->to, t->read_pos) <= 0)
-			continue;
-		if (r->attempts >= 0)
-			append_retry(retry, r->from, r->attempts, r->error);
-		else if (r->count > 0)
-			append_done(done, eventpos_cmp(r->from, after) < 0 ? after : r->from,
-						r->to, r->count);
-	}
+	return eventpos_cmp((*(TrackedEvent *const *) a)->pos, (*(TrackedEvent *const *) b)->pos);
 }
 
 /*
- * The persistent part, as JSON for the round's commit: the cursor,
- * the done events above it as ranges of consecutive events ([from txid,
+ * The events in (txid, id) order: the order of reading unless a later step
+ * brought a transaction that began before an earlier step's.
+ */
+static TrackedEvent **
+events_by_pos(Tracker *t)
+{
+	TrackedEvent **sorted = palloc(sizeof(TrackedEvent *) * Max(t->count, 1));
+	bool		in_order = true;
+
+	for (int i = 0; i < t->count; i++)
+	{
+		sorted[i] = &t->events[i];
+		if (i > 0 && eventpos_cmp(sorted[i - 1]->pos, sorted[i]->pos) > 0)
+			in_order = false;
+	}
+	if (!in_order)
+		qsort(sorted, t->count, sizeof(TrackedEvent *), compare_by_pos);
+	return sorted;
+}
+
+/*
+ * The persistent part, as JSON for the round's commit: the cursor and the
+ * read position (position.h); the done events between them, as ranges of
+ * events consecutive in (txid, id) order among those read ([from txid,
  * from id, to txid, to id, count]: a stuck event with thousands done
- * behind it is one range), and the attempts of failed events (keyed by
- * id, with their txid, so that the next leader can place them).
+ * behind it is one range; as every event read after the cursor is here,
+ * nothing read lies inside a range but the done ones); and the attempts
+ * of failed events (keyed by id, with their txid).
  */
 void
-tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
-				   StringInfo retry)
+tracker_state_json(Tracker *t, StringInfo cursor, StringInfo read,
+				   StringInfo done, StringInfo retry)
 {
-	appendStringInfo(cursor, "[\"" UINT64_FORMAT "\", \"" INT64_FORMAT "\"]",
-					 t->cursor.txid, t->cursor.id);
+	Position	p;
+	TrackedEvent **sorted = events_by_pos(t);
+
+	tracker_cursor(t, &p);
+	position_json(cursor, &p);
+	tracker_read_position(t, &p);
+	position_json(read, &p);
 	appendStringInfoChar(done, '[');
 	appendStringInfoChar(retry, '{');
 	for (int i = 0; i < t->count; i++)
 	{
-		TrackedEvent *ev = &t->events[i];
+		TrackedEvent *ev = sorted[i];
 
 		if (ev->done)
 		{
 			int			last = i;
 
-			while (last + 1 < t->count && t->events[last + 1].done)
+			while (last + 1 < t->count && sorted[last + 1]->done)
 				last++;
-			append_done(done, ev->pos, t->events[last].pos, last - i + 1);
+			append_done(done, ev->pos, sorted[last]->pos, last - i + 1);
 			i = last;
 		}
 		else if (ev->attempts > 0)
 			append_retry(retry, ev->pos, ev->attempts, ev->last_error);
 	}
-	unread_restore_json(t, done, retry);
 	appendStringInfoChar(done, ']');
 	appendStringInfoChar(retry, '}');
+	pfree(sorted);
 }

@@ -4,12 +4,19 @@
  *	  The delivery tracker: one handler's events between its cursor and
  *	  what has been read, and which of them may be handed out next.
  *
- * Events enter in (txid, id) order, at most max_in_flight at a time.  An
- * event is done once handled or dead-lettered; the cursor moves over done
- * events at the head only, so it never passes an event still to do.  A
- * failed event waits for its backoff (1 s doubling to 30 s); with key
- * ordering, later events of the same key wait behind it.  Nothing here
- * touches the database: the leader persists what the tracker reports.
+ * Events enter step by step (see position.h), in (txid, id) order within
+ * a step, at most max_in_flight at a time.  An event is done once handled
+ * or dead-lettered; the cursor moves over done events at the head only, so
+ * it never passes an event still to do.  A failed event waits for its
+ * backoff (1 s doubling to 30 s); with key ordering, later events of the
+ * same key wait behind it.  Nothing here touches the database: the pump
+ * reads into the tracker, the leader persists what the tracker reports.
+ *
+ * The tracker owns the steps: the snapshot below the first (the cursor's),
+ * each step's target, and how far the last one has been read.  A step
+ * that found no event is forgotten (the next reads from the one before:
+ * it adds nothing to it), unless nothing is left to do, when the cursor
+ * moves to it.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,16 +26,12 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "event.h"
-
-typedef struct EventPos
-{
-	uint64		txid;
-	int64		id;
-} EventPos;
+#include "position.h"
 
 typedef struct TrackedEvent
 {
 	EventPos	pos;
+	int64		step;			/* the step that read it */
 	uint32		key_hash;		/* 0: no key */
 	bool		has_key;
 	Event		event;			/* as read */
@@ -40,41 +43,64 @@ typedef struct TrackedEvent
 	bool		selected;		/* in the batch being handled */
 } TrackedEvent;
 
+typedef struct TrackerStep
+{
+	int64		seq;
+	TxSnapshot *target;
+} TrackerStep;
+
 typedef struct Tracker
 {
 	MemoryContext cxt;
-	EventPos	cursor;			/* everything up to here is done */
-	EventPos	read_pos;		/* everything up to here has been read */
 	bool		key_order;
 	int			capacity;		/* max_in_flight */
+	int			size;			/* of events[]: more while restoring */
 	int			count;
-	TrackedEvent *events;		/* [count], in (txid, id) order */
-	/* state of the last run, from the handler's row, in (txid, id) order */
+	TrackedEvent *events;		/* [count], in (step, txid, id) order */
+	/* the cursor: base, and steps[0] up to cursor_after if cursor_in_step */
+	TxSnapshot *base;
+	bool		cursor_in_step;
+	EventPos	cursor_after;
+	/* the steps of the events, oldest first; the one before steps[0] is base */
+	int			nsteps;
+	int			maxsteps;
+	TrackerStep *steps;
+	int64		next_seq;
+	bool		reading;		/* the last step is not read to its end... */
+	EventPos	read_after;		/* ...but up to here */
+	int			step_read;		/* events the last step read */
+	/* what the last leader left above the cursor, sorted, while restoring */
 	int			n_restore;
-	int			next_restore;
 	struct RestoreRange *restore;
 } Tracker;
 
 /*
- * What the last leader left above the cursor: a range of done events
- * (attempts -1) and how many of them are still to be read, or one failed
- * event (from = to) with its attempts and last error.
+ * What the last leader left above the cursor: a range of done events, in
+ * (txid, id) order (attempts -1: all the events it read between the ends),
+ * or one failed event (from = to) with its attempts and last error.
  */
 typedef struct RestoreRange
 {
 	EventPos	from;
 	EventPos	to;
 	int			attempts;
-	int			count;
 	char	   *error;
 } RestoreRange;
 
-extern int	eventpos_cmp(EventPos a, EventPos b);
 extern Tracker *tracker_create(MemoryContext parent, int capacity, bool key_order);
-extern void tracker_reset(Tracker *t, EventPos cursor);
+extern void tracker_reset(Tracker *t, const Position *cursor);
 extern void tracker_restore(Tracker *t, int n, RestoreRange *ranges);
+extern void tracker_restore_end(Tracker *t);
 extern int	tracker_room(Tracker *t);
+
+extern bool tracker_step(Tracker *t, const TxSnapshot **prev,
+						 const TxSnapshot **target, EventPos *after);
+extern void tracker_begin_step(Tracker *t, const TxSnapshot *target);
 extern void tracker_add(Tracker *t, EventPos pos, const Event *event);
+extern void tracker_end_read(Tracker *t, bool to_end, const EventPos *upto);
+extern void tracker_cursor(Tracker *t, Position *cursor);
+extern void tracker_read_position(Tracker *t, Position *read);
+
 typedef bool (*TrackerFilter) (TrackedEvent *ev, void *arg);
 
 extern int	tracker_select(Tracker *t, int max, Size max_bytes, int max_keys,
@@ -92,7 +118,7 @@ extern bool tracker_failed(Tracker *t, TrackedEvent *ev, const char *error,
 extern bool tracker_advance(Tracker *t);
 extern int	tracker_waiting(Tracker *t);
 extern long tracker_next_due_ms(Tracker *t, TimestampTz now);
-extern void tracker_state_json(Tracker *t, StringInfo cursor, StringInfo done,
-							   StringInfo retry);
+extern void tracker_state_json(Tracker *t, StringInfo cursor, StringInfo read,
+							   StringInfo done, StringInfo retry);
 
 #endif							/* CLUSTER_TRACKER_H */

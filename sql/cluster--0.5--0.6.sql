@@ -116,6 +116,8 @@ AS $$
 	  FROM (SELECT (p ->> 'snapshot')::pg_snapshot AS s) x,
 		   LATERAL (SELECT count(*) AS n FROM pg_snapshot_xip(x.s)) c
 $$;
+REVOKE ALL ON FUNCTION cluster._position_text(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster._position_text(jsonb) TO cluster_worker;
 
 CREATE OR REPLACE VIEW cluster.handlers AS
 SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,

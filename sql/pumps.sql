@@ -233,7 +233,7 @@ SELECT cluster.resume_handler('nobody');
 
 -- reset_handler: 'end', 'start', a timestamp; each one starts a new epoch
 SELECT cluster.reset_handler('mail', 'end');
-SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'mail';
+SELECT cursor <> '1:1' AS moved, lag_events FROM cluster.handlers WHERE name = 'mail';
 SELECT cluster.publish('orders', '{"n": 8}') AS after_end \gset
 SELECT lag_events FROM cluster.handlers WHERE name = 'mail';
 SELECT cluster.reset_handler('mail', 'start');
@@ -241,9 +241,9 @@ SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'mail';
 SELECT cluster.reset_handler('mail', '2000-01-01 00:00:00+00');
 SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'mail';
 SELECT cluster.reset_handler('mail', 'infinity');
-SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'mail';
+SELECT cursor <> '1:1' AS moved, lag_events FROM cluster.handlers WHERE name = 'mail';
 -- the cursor is then at the newest event
-SELECT h.state -> 'cursor' = jsonb_build_array(e.txid::text, e.id::text) AS at_newest_event
+SELECT h.state -> 'cursor' -> 'after' = jsonb_build_array(e.txid::text, e.id::text) AS at_newest_event
   FROM cluster.handler h, cluster.events e
  WHERE h.name = 'mail' AND e.id = :after_end;
 SELECT epoch, state -> 'done' AS done, state -> 'retry' AS retry
@@ -259,7 +259,7 @@ SELECT epoch FROM cluster.handler WHERE name = 'mail';
 INSERT INTO outbox (payload) VALUES ('{"a": 1}'), ('{"a": 2}');
 SELECT name, cursor, lag_events FROM cluster.handlers WHERE name = 'audit';
 SELECT cluster.reset_handler('audit', 'end');
-SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'audit';
+SELECT cursor <> '1:1' AS moved, lag_events FROM cluster.handlers WHERE name = 'audit';
 SELECT cluster.reset_handler('audit', 'start');
 SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'audit';
 -- resetting to a timestamp needs created_at_column
@@ -270,7 +270,7 @@ INSERT INTO mapped (body, partition_key) VALUES ('{"b": 1}', 'p');
 SELECT name, cursor, lag_events, lag_seconds >= 0 AS lag_seconds_ok
   FROM cluster.handlers WHERE name = 'mapped_reader';
 SELECT cluster.reset_handler('mapped_reader', 'infinity');
-SELECT cursor <> '0/0' AS moved, lag_events FROM cluster.handlers WHERE name = 'mapped_reader';
+SELECT cursor <> '1:1' AS moved, lag_events FROM cluster.handlers WHERE name = 'mapped_reader';
 SELECT cluster.reset_handler('mapped_reader', '2000-01-01 00:00:00+00');
 SELECT cursor, lag_events FROM cluster.handlers WHERE name = 'mapped_reader';
 

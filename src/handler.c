@@ -59,13 +59,14 @@ load_position(int col)
 {
 	Position	p;
 	bool		isnull;
-	Datum		step = spi_getdatum(0, col + 1, &isnull);
+	bool		no_step;
+	Datum		step = spi_getdatum(0, col + 1, &no_step);
 
 	p.snapshot = txsnap_parse(TextDatumGetCString(spi_getdatum(0, col, &isnull)),
 							  CurrentMemoryContext);
 	p.step = NULL;
 	p.after = EVENTPOS_START;
-	if (!isnull)
+	if (!no_step)
 	{
 		p.step = txsnap_parse(TextDatumGetCString(step), CurrentMemoryContext);
 		p.after.txid = strtou64(TextDatumGetCString(spi_getdatum(0, col + 2, &isnull)), NULL, 10);

@@ -6,7 +6,7 @@
 # is in force.  Keep this test for every later version: it always starts
 # from 0.1.
 #
-# The library runs the current version's tables only (0.4's are the same):
+# The library runs the current version's tables only (0.6 changed the cursor):
 # until the update, the database's engines wait.  What a 0.1 leader leaves in a handler's row
 # (cursor, done events above it, a retry, counters, the user state) is
 # written here as 0.1 wrote it.
@@ -80,24 +80,29 @@ $node->safe_psql('postgres', q{
 });
 pass('0.1 with the new library: REASSIGN OWNED, DROP OWNED and DROP ROLE work');
 
-# 0.5 changed comments only, so the engines run from 0.4 on
-$node->safe_psql('postgres', "ALTER EXTENSION cluster UPDATE TO '0.4'");
-ok(defined poll_until($node, "SELECT count(*) FROM seen", '9'),
-	'after the update to 0.4 the engines run: 7 to 10 are handled, nothing twice');
+# 0.6 changed the cursor's shape (snapshot steps): at 0.5 the engines
+# wait; the update converts the 0.1 cursor, its done events above it and
+# the retry of event 7, so that exactly 7 to 10 are handled, once
+$node->safe_psql('postgres', "ALTER EXTENSION cluster UPDATE TO '0.5'");
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'"), '0',
+	'at 0.5 no engine of the 0.6 library leads');
 $node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
+ok(defined poll_until($node, "SELECT count(*) FROM seen", '9'),
+	'after the update to 0.6 the engines run: 7 to 10 are handled, nothing twice');
 is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM seen"), '1,2,4,5,6,7,8,9,10',
 	'exactly the events the 0.1 leader had not done');
 is($node->safe_psql('postgres', "SELECT state ? 'user' FROM cluster.handler WHERE name = 'counter'"), 'f',
 	'the user state moved to its own column (0.3)');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.5',
-	'updated to 0.5');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.6',
+	'updated to 0.6');
 is($node->safe_psql('postgres', "SELECT listen IS NULL FROM cluster.coordinators WHERE name = 'default'"), 't',
 	'the updated coordinator listens nowhere (0.4)');
 is($node->safe_psql('postgres', "SELECT string_agg(k, ',' ORDER BY k::int) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen') k"),
 	'1,2,4,5,6,7,8,9,10', 'the user state carried over, and the new events were added to it');
-ok(defined poll_until($node, "SELECT cursor FROM cluster.handlers WHERE name = 'counter'",
-		$node->safe_psql('postgres', "SELECT (pos(10) ->> 0) || '/' || (pos(10) ->> 1)")),
-	'the cursor moved on from where 0.1 left it to the last event');
+ok(defined poll_until($node, "SELECT lag_events = 0 AND in_flight = 0 FROM cluster.handlers WHERE name = 'counter'", 't'),
+	'the cursor moved on from where 0.1 left it past the last event');
+is($node->safe_psql('postgres', "SELECT jsonb_typeof(state -> 'cursor') FROM cluster.handler WHERE name = 'counter'"),
+	'object', 'the cursor is a position of snapshots (0.6)');
 is($node->safe_psql('postgres', "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'counter'"),
 	'9/1', 'the counters carried over (5 + 4 handled) with the dead letter');
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.workers WHERE handler = 'counter'"), '1',
@@ -137,13 +142,13 @@ is($node->safe_psql('postgres', "SELECT cluster.acquire_lease('fresh-key', 'me',
 # the installed scripts: every released version stays installable
 is($node->safe_psql('postgres',
 		"SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'cluster'"),
-	'0.1,0.2,0.3,0.4,0.5', 'versions 0.1 to 0.5 are available');
+	'0.1,0.2,0.3,0.4,0.5,0.6', 'versions 0.1 to 0.6 are available');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION cluster');
-is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.5',
-	'a new database gets 0.5');
+is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.6',
+	'a new database gets 0.6');
 is($node->safe_psql('fresh', "SELECT obj_description('cluster.create_handler'::regproc, 'pg_proc') ~ 'cluster.event'"), 't',
-	'with the comments of 0.5');
+	'with the comments of 0.5 and later');
 
 
 $node->stop;

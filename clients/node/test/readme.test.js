@@ -35,7 +35,16 @@ test('the README example handles events, fails one, patches the state, and stops
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
   child.stderr.on('data', () => {});
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve(signal ?? code));
+    child.on('error', (err) => resolve(err.message)); // it did not start
+  });
+  // however the test ends, the example does not outlive it (the runner
+  // would wait for it): killed, and waited for
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
   await db.query(`SELECT cluster.publish('orders', p) FROM (VALUES ('{"email": "a@example.com"}'::jsonb),
                   ('{"email": "b@example.com"}'), ('{"name": "no mail"}')) v(p)`);
   const deadline = Date.now() + 20000;
@@ -51,5 +60,7 @@ test('the README example handles events, fails one, patches the state, and stops
   const { rows: [s] } = await db.query("SELECT cluster.handler_state('mailer') ? 'last_delivery' AS patched");
   assert.equal(s.patched, true);
   child.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  const status = await Promise.race([exited,
+    new Promise((resolve) => setTimeout(resolve, 20000, 'still running 20 s after SIGTERM').unref())]);
+  assert.equal(status, 0, `the example exits 0 on SIGTERM; it printed:\n${out}`);
 });

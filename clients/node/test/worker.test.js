@@ -108,7 +108,7 @@ test('a throwing handler fails the delivery; the events come again', async (t) =
   assert.ok(calls >= 2);
 });
 
-test('being dialled: registered over pg, served, unregistered at stop', async () => {
+test('being dialled: registered over pg, served, unregistered at stop', async (t) => {
   await handlerNamed('dialled');
   const seen = [];
   const w = createWorker({
@@ -117,6 +117,7 @@ test('being dialled: registered over pg, served, unregistered at stop', async ()
     logger: quiet,
     handle: (events) => { seen.push(...events); },
   });
+  t.after(() => w.stop()); // a no-op once the test has stopped it
   await w.start();
   assert.match(w.workerId, /^[0-9a-f-]{36}$/);
   await publish('dialled', 20);
@@ -161,7 +162,7 @@ test('a wrong token is refused and handles nothing; after a takeover the worker 
   assert.equal(seen.size, 10);
 });
 
-test('stop() drains: the delivery in flight is answered, later ones fail until it stops', async () => {
+test('stop() drains: the delivery in flight is answered, later ones fail until it stops', async (t) => {
   await handlerNamed('drain', ', batch_size => 1');
   let release;
   const gate = new Promise((resolve) => { release = resolve; });
@@ -174,6 +175,8 @@ test('stop() drains: the delivery in flight is answered, later ones fail until i
     logger: quiet,
     handle: async (events) => { running = true; await gate; done.push(...events.map((e) => e.id)); },
   });
+  // if the test fails first: let the delivery finish, or stop() waits for it
+  t.after(() => { release(); return w.stop(); });
   await w.start();
   await publish('drain', 3);
   // the handler runs a delivery (in_flight alone may be ahead of the worker)

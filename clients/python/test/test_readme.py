@@ -11,6 +11,8 @@ import unittest
 
 import psycopg2
 
+from watchdog import Watched
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -20,7 +22,7 @@ def sql(query, *args):
         return cur.fetchall() if cur.description else None
 
 
-class ReadmeTest(unittest.TestCase):
+class ReadmeTest(Watched, unittest.TestCase):
     def test_example(self):
         with open(os.path.join(HERE, "..", "README.md")) as f:
             readme = f.read()
@@ -33,24 +35,42 @@ class ReadmeTest(unittest.TestCase):
             path = os.path.join(tmp, "mailer.py")
             with open(path, "w") as f:
                 f.write(code)
-            env = dict(os.environ, CLUSTER_WORKER_TOKEN=token, PYTHONPATH=os.path.join(HERE, ".."))
-            child = subprocess.Popen([sys.executable, path], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+            env = dict(os.environ, CLUSTER_WORKER_TOKEN=token, PYTHONPATH=os.path.join(HERE, ".."),
+                       PYTHONUNBUFFERED="1")  # what it printed, up to a failure
+            # its output goes to a file: nothing to read while it runs, and
+            # no pipe that could fill up
+            out_path = os.path.join(tmp, "out")
+            with open(out_path, "w") as out_file:
+                child = subprocess.Popen([sys.executable, path], env=env, stdout=out_file,
+                                         stderr=subprocess.DEVNULL, text=True)
+
+            def printed():
+                with open(out_path) as f:
+                    return f.read()
+
+            # however the test ends, the example does not outlive it: killed,
+            # and waited for
             try:
                 sql("""SELECT cluster.publish('porders', p) FROM (VALUES ('{"email": "a@example.com"}'::jsonb),
                        ('{"email": "b@example.com"}'), ('{"name": "no mail"}')) v(p)""")
                 deadline = time.monotonic() + 20
                 while not sql("SELECT lag_events = 0 AND dead_letters = 1 FROM cluster.handlers "
                               "WHERE name = 'pmailer'")[0][0]:
-                    self.assertLess(time.monotonic(), deadline, "the example handled the events")
+                    self.assertLess(time.monotonic(), deadline,
+                                    f"the example handled the events; it printed:\n{printed()}")
                     time.sleep(0.02)
                 self.assertTrue(sql("SELECT cluster.handler_state('pmailer') ? 'last_delivery'")[0][0])
                 child.send_signal(signal.SIGTERM)
-                out, _ = child.communicate(timeout=20)
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    self.fail(f"the example still runs 20 s after SIGTERM; it printed:\n{printed()}")
             finally:
                 if child.poll() is None:
                     child.kill()
-            self.assertEqual(child.returncode, 0)
+                    child.wait()
+            out = printed()
+            self.assertEqual(child.returncode, 0, f"the example exits 0 on SIGTERM; it printed:\n{out}")
             self.assertIn("pmailer: mail to a@example.com", out)
             self.assertIn("pmailer: mail to b@example.com", out)
 

@@ -11,6 +11,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from cluster_worker import Worker  # noqa: E402
+from watchdog import Watched  # noqa: E402
 
 LISTEN = os.environ.get("CLUSTER_LISTEN")
 QUIET = logging.getLogger("quiet")
@@ -58,7 +59,7 @@ async def passed(handler):
                               handler), f"handler {handler} to pass every event")
 
 
-class WorkerTest(unittest.IsolatedAsyncioTestCase):
+class WorkerTest(Watched, unittest.IsolatedAsyncioTestCase):
     async def test_dial_in(self):
         handler_named("pdial", ", batch_size => 7")
         seen = []
@@ -187,13 +188,18 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
 
         w = Worker(handle, connect=LISTEN, token=token("pdrain", ", capacity => 1"), capacity=1, logger=QUIET)
         await w.start()
-        publish("pdrain", 3)
-        # the handler runs a delivery (in_flight alone may be ahead of the worker)
-        await until(lambda: running, "a delivery running in the handler")
-        stopping = asyncio.ensure_future(w.stop())
-        await asyncio.sleep(0)
-        gate.set()
-        await stopping
+        try:
+            publish("pdrain", 3)
+            # the handler runs a delivery (in_flight alone may be ahead of the worker)
+            await until(lambda: running, "a delivery running in the handler")
+            stopping = asyncio.ensure_future(w.stop())
+            await asyncio.sleep(0)
+            gate.set()
+            await stopping
+        finally:
+            # if the test failed first: let the delivery finish, or stop() waits for it
+            gate.set()
+            await w.stop()
         self.assertEqual(len(done), 1)
         await until(lambda: value("SELECT (state #>> '{counters,processed}')::int FROM cluster.handler "
                                   "WHERE name = 'pdrain'") == 1, "its ack committed")

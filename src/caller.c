@@ -148,6 +148,7 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, Position *cursor,
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	char	   *snapshot;
 	char	   *step;
 
 	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
@@ -162,7 +163,11 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, Position *cursor,
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	*owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_hp_owner, &isnull));
-	cursor->snapshot = txsnap_parse(SPI_getvalue(tup, desc, Anum_hp_snapshot), CurrentMemoryContext);
+	if ((snapshot = SPI_getvalue(tup, desc, Anum_hp_snapshot)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the cursor of cluster handler with id %d has no snapshot", handler_id)));
+	cursor->snapshot = txsnap_parse(snapshot, CurrentMemoryContext);
 	cursor->step = NULL;
 	cursor->after = EVENTPOS_START;
 	if ((step = SPI_getvalue(tup, desc, Anum_hp_step)) != NULL)

@@ -61,9 +61,14 @@ load_position(int col)
 	bool		isnull;
 	bool		no_step;
 	Datum		step = spi_getdatum(0, col + 1, &no_step);
+	Datum		snapshot = spi_getdatum(0, col, &isnull);
 
-	p.snapshot = txsnap_parse(TextDatumGetCString(spi_getdatum(0, col, &isnull)),
-							  CurrentMemoryContext);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a handler's cursor has no snapshot"),
+				 errhint("Move its cursor with cluster.reset_handler().")));
+	p.snapshot = txsnap_parse(TextDatumGetCString(snapshot), CurrentMemoryContext);
 	p.step = NULL;
 	p.after = EVENTPOS_START;
 	if (!no_step)

@@ -27,7 +27,11 @@
 #define RETENTION_BATCH 1000
 #define RETENTION_BUDGET_MS 200
 
-/* The snapshots of the cursors of the pump's handlers; false when it has none. */
+/*
+ * The snapshots of the cursors of the pump's handlers; false when it has
+ * none, or when one has no snapshot (a cursor written by hand): then
+ * nothing is known to be passed.
+ */
 static bool
 pump_cursors(Pump *pump, Datum *cursors)
 {
@@ -36,8 +40,12 @@ pump_cursors(Pump *pump, Datum *cursors)
 	bool		isnull;
 
 	spi_exec_checked("SELECT ARRAY(SELECT (state #>> '{cursor,snapshot}')::pg_catalog.pg_snapshot "
-					 "FROM cluster.handler WHERE pump_id = $1)",
+					 "FROM cluster.handler WHERE pump_id = $1), "
+					 "EXISTS (SELECT FROM cluster.handler WHERE pump_id = $1 "
+					 "        AND state #>> '{cursor,snapshot}' IS NULL)",
 					 1, types, values, NULL, SPI_OK_SELECT);
+	if (DatumGetBool(spi_getdatum(0, 2, &isnull)))
+		return false;
 	*cursors = spi_getdatum(0, 1, &isnull);
 	return ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(*cursors)),
 						  ARR_DIMS(DatumGetArrayTypeP(*cursors))) > 0;

@@ -189,7 +189,7 @@ steady_flows('after the role changes');
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION noop(batch jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
 	SELECT cluster.create_handler('restored', 'steady', 'noop(jsonb)');
-	UPDATE cluster.handler SET state = jsonb_set(state, '{cursor}', '["99999999999", "0"]'), epoch = epoch + 1
+	UPDATE cluster.handler SET state = jsonb_set(state, '{cursor}', '{"snapshot": "99999999999:99999999999:"}'), epoch = epoch + 1
 	 WHERE name = 'restored';
 });
 ok(defined poll_until($node,

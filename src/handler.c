@@ -452,7 +452,7 @@ handler_apply_patch(HandlerRun *h, Jsonb *patch)
 
 /*
  * The fenced commit of a round, as deltas of the handler's progress: the
- * new cursor, done ranges and retries replace the old ones, the counters
+ * new cursor, read position, done ranges and retries replace the old ones, the counters
  * grow, last_error is set or (when events were handled again) cleared.
  * Only while the lease still carries the leader's fence (locked FOR SHARE,
  * so a takeover waits for it) and the handler's epoch is unchanged (a

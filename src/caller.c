@@ -128,11 +128,8 @@ cluster_for_caller(PG_FUNCTION_ARGS)
 /* the columns of a handler's row, as handler_position reads them */
 #define Anum_hp_pump_id		1
 #define Anum_hp_owner		2
-#define Anum_hp_snapshot	3
-#define Anum_hp_step		4
-#define Anum_hp_after_txid	5
-#define Anum_hp_after_id	6
-#define Anum_hp_done		7
+#define Anum_hp_done		3
+#define Anum_hp_cursor		4	/* its POSITION_COLUMNS */
 
 /*
  * A handler's pump, owner, cursor and the number of done events above the
@@ -148,34 +145,22 @@ handler_position(int32 handler_id, Pump **pump, Oid *owner, Position *cursor,
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	char	   *snapshot;
-	char	   *step;
 
 	spi_exec_checked("SELECT h.pump_id, h.owner::pg_catalog.oid, "
-					 "h.state #>> '{cursor,snapshot}', h.state #>> '{cursor,step}', "
-					 "h.state #>> '{cursor,after,0}', (h.state #>> '{cursor,after,1}')::pg_catalog.int8, "
 					 "COALESCE((SELECT pg_catalog.sum((d ->> 4)::pg_catalog.int8) "
-					 "   FROM pg_catalog.jsonb_array_elements(h.state -> 'done') d), 0)::pg_catalog.int8 "
-					 "FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
+					 "   FROM pg_catalog.jsonb_array_elements(h.state -> 'done') d), 0)::pg_catalog.int8, "
+					 POSITION_COLUMNS("cursor")
+					 " FROM cluster.handler h WHERE h.id OPERATOR(pg_catalog.=) $1",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	*owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_hp_owner, &isnull));
-	if ((snapshot = SPI_getvalue(tup, desc, Anum_hp_snapshot)) == NULL)
+	if (!position_from_row(tup, desc, Anum_hp_cursor, cursor))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the cursor of cluster handler with id %d has no snapshot", handler_id)));
-	cursor->snapshot = txsnap_parse(snapshot, CurrentMemoryContext);
-	cursor->step = NULL;
-	cursor->after = EVENTPOS_START;
-	if ((step = SPI_getvalue(tup, desc, Anum_hp_step)) != NULL)
-	{
-		cursor->step = txsnap_parse(step, CurrentMemoryContext);
-		cursor->after.txid = strtou64(SPI_getvalue(tup, desc, Anum_hp_after_txid), NULL, 10);
-		cursor->after.id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_after_id, &isnull));
-	}
 	if (done)
 		*done = DatumGetInt64(SPI_getbinval(tup, desc, Anum_hp_done, &isnull));
 	*pump = pump_load(DatumGetInt32(SPI_getbinval(tup, desc, Anum_hp_pump_id, &isnull)),

@@ -53,30 +53,17 @@ load_array(int col, Oid type, bool **nulls, int *n)
 	return elems;
 }
 
-/* The position in the four columns from "col" of handler_load's row. */
+/* The position in the POSITION_COLUMNS from "col" of handler_load's row. */
 static Position
 load_position(int col)
 {
 	Position	p;
-	bool		isnull;
-	bool		no_step;
-	Datum		step = spi_getdatum(0, col + 1, &no_step);
-	Datum		snapshot = spi_getdatum(0, col, &isnull);
 
-	if (isnull)
+	if (!position_from_row(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &p))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("a handler's cursor has no snapshot"),
 				 errhint("Move its cursor with cluster.reset_handler().")));
-	p.snapshot = txsnap_parse(TextDatumGetCString(snapshot), CurrentMemoryContext);
-	p.step = NULL;
-	p.after = EVENTPOS_START;
-	if (!no_step)
-	{
-		p.step = txsnap_parse(TextDatumGetCString(step), CurrentMemoryContext);
-		p.after.txid = strtou64(TextDatumGetCString(spi_getdatum(0, col + 2, &isnull)), NULL, 10);
-		p.after.id = DatumGetInt64(spi_getdatum(0, col + 3, &isnull));
-	}
 	return p;
 }
 
@@ -341,11 +328,6 @@ check_cursor(HandlerRun *h, const Position *p)
 				 errhint("The handler was probably restored from another cluster. Move its cursor with cluster.reset_handler().")));
 }
 
-/* a position's four columns: snapshot, step, after's txid and id */
-#define POSITION_COLUMNS(p) \
-	"h.state #>> '{" p ",snapshot}', h.state #>> '{" p ",step}', " \
-	"h.state #>> '{" p ",after,0}', (h.state #>> '{" p ",after,1}')::pg_catalog.int8, "
-
 /*
  * The handler as the last commit left it: the tracker at its cursor,
  * everything the last leader read after it read again (pump_restore),
@@ -374,7 +356,7 @@ handler_load(HandlerRun *h)
 					 "             (r.value ->> 'txid')::pg_catalog.xid8, r.key::pg_catalog.int8, "
 					 "             (r.value ->> 'attempts')::int, r.value ->> 'error' "
 					 "        FROM h, pg_catalog.jsonb_each(h.state -> 'retry') r) "
-					 "SELECT h.epoch, " POSITION_COLUMNS("cursor") POSITION_COLUMNS("read")
+					 "SELECT h.epoch, " POSITION_COLUMNS("cursor") ", " POSITION_COLUMNS("read") ", "
 					 "       ARRAY(SELECT s.txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.id FROM s ORDER BY s.txid, s.id), "
 					 "       ARRAY(SELECT s.to_txid::pg_catalog.text FROM s ORDER BY s.txid, s.id), "

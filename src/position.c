@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -149,13 +150,28 @@ txsnap_committed_since(const TxSnapshot *prev, const TxSnapshot *target,
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/*
+ * The position in the POSITION_COLUMNS of an SPI row from column "col";
+ * false when it has no snapshot (a cursor written by hand).
+ */
 bool
-position_contains(const Position *p, EventPos pos)
+position_from_row(HeapTuple tup, TupleDesc desc, int col, Position *p)
 {
-	if (txsnap_visible(p->snapshot, pos.txid))
-		return true;
-	return p->step != NULL && eventpos_cmp(pos, p->after) <= 0 &&
-		txsnap_visible(p->step, pos.txid);
+	char	   *snapshot = SPI_getvalue(tup, desc, col);
+	char	   *step = SPI_getvalue(tup, desc, col + 1);
+
+	if (snapshot == NULL)
+		return false;
+	p->snapshot = txsnap_parse(snapshot, CurrentMemoryContext);
+	p->step = NULL;
+	p->after = EVENTPOS_START;
+	if (step != NULL)
+	{
+		p->step = txsnap_parse(step, CurrentMemoryContext);
+		p->after.txid = strtou64(SPI_getvalue(tup, desc, col + 2), NULL, 10);
+		p->after.id = pg_strtoint64(SPI_getvalue(tup, desc, col + 3));
+	}
+	return true;
 }
 
 /* {"snapshot": "...", "step": "...", "after": ["txid", "id"]} */

@@ -21,7 +21,9 @@
 #ifndef CLUSTER_POSITION_H
 #define CLUSTER_POSITION_H
 
+#include "access/htup.h"
 #include "access/transam.h"
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 
 typedef struct EventPos
@@ -68,7 +70,15 @@ extern TxSnapshot *txsnap_cap(const TxSnapshot *s, uint64 below);
 extern Datum txsnap_committed_since(const TxSnapshot *prev, const TxSnapshot *target,
 									uint64 from);
 
-extern bool position_contains(const Position *p, EventPos pos);
+/*
+ * The position at "key" of a handler's state (h.state), as the four text
+ * columns position_from_row reads: snapshot, step, after's txid and id.
+ */
+#define POSITION_COLUMNS(key) \
+	"h.state #>> '{" key ",snapshot}', h.state #>> '{" key ",step}', " \
+	"h.state #>> '{" key ",after,0}', h.state #>> '{" key ",after,1}'"
+
+extern bool position_from_row(HeapTuple tup, TupleDesc desc, int col, Position *p);
 extern void position_json(StringInfo out, const Position *p);
 extern Position position_before(const TxSnapshot *now, EventPos pos);
 

@@ -207,15 +207,15 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 
 /*
  * Retention's DELETE, or NULL when events stay (no created_at, a view):
- * of the events every handler's cursor has passed ($2, the snapshots of
+ * of the events every handler's cursor has passed ($1, the snapshots of
  * the cursors; below the lowest xmax: the range of an index scan), up to
- * $3 of them created before the retention ($5) ago.
+ * $3 of them created before the retention ($2) ago; $4 the stream.
  */
-#define DELETE_ARGS 5
+#define DELETE_ARGS 4
 static SPIPlanPtr
 prepare_delete(Pump *pump, StringInfo sql)
 {
-	Oid			delete_types[DELETE_ARGS] = {INT4OID, PG_SNAPSHOTARRAYOID, INT8OID, TEXTOID, INTERVALOID};
+	Oid			delete_types[DELETE_ARGS] = {PG_SNAPSHOTARRAYOID, INTERVALOID, INT8OID, TEXTOID};
 
 	if (pump->created_at == NULL || !pump->deletable)
 		return NULL;
@@ -223,9 +223,9 @@ prepare_delete(Pump *pump, StringInfo sql)
 	appendStringInfo(sql,
 					 "DELETE FROM %s d WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 					 "SELECT t.ctid FROM %s t WHERE %st.%s OPERATOR(pg_catalog.<) "
-					 "(SELECT pg_catalog.min(pg_catalog.pg_snapshot_xmax(s)) FROM pg_catalog.unnest($2) s) "
-					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $5) "
-					 "AND NOT EXISTS (SELECT FROM pg_catalog.unnest($2) s "
+					 "(SELECT pg_catalog.min(pg_catalog.pg_snapshot_xmax(s)) FROM pg_catalog.unnest($1) s) "
+					 "AND t.%s OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $2) "
+					 "AND NOT EXISTS (SELECT FROM pg_catalog.unnest($1) s "
 					 "                 WHERE NOT pg_catalog.pg_visible_in_snapshot(t.%s, s)) LIMIT $3))",
 					 pump->from, pump->from, stream_filter(pump),
 					 pump->txid, pump->created_at, pump->txid);
@@ -473,7 +473,7 @@ pump_restore(Pump *pump, Tracker *tracker, const Position *read)
 		restore_step(pump, tracker, NULL);
 		(void) tracker_step(tracker, &prev, &target, &after);
 	}
-	if (!txsnap_equal(prev, read->snapshot) && !txsnap_equal(tracker->base, read->snapshot))
+	if (!txsnap_equal(prev, read->snapshot))
 	{
 		tracker_begin_step(tracker, read->snapshot);
 		restore_step(pump, tracker, NULL);
@@ -513,12 +513,11 @@ pump_delete_passed(Pump *pump, Datum cursors, int limit)
 		return 0;
 	}
 	pump->delete_denied = false;
-	values[i++] = Int32GetDatum(pump->id);
 	values[i++] = cursors;
-	values[i++] = Int64GetDatum(limit);
-	values[i++] = CStringGetTextDatum(pump->name);
 	values[i++] = DirectFunctionCall3(interval_in, CStringGetDatum(pump->retention),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[i++] = Int64GetDatum(limit);
+	values[i++] = CStringGetTextDatum(pump->name);
 	Assert(i == DELETE_ARGS);
 	if (OidIsValid(pump->source))
 		rc = execute_as_owner(pump, pump->delete_plan, NULL, 0, NULL, values, false, 0);

@@ -5,7 +5,8 @@
  *
  * Snapshots are made, read and printed by PostgreSQL's own pg_snapshot
  * functions; this file only reads their fields.  txsnap_parse checks once
- * per parse that the layout it reads is the one the type's functions see.
+ * per parse that the layout it reads is the one the type's functions see,
+ * and that the snapshot is one this server could have taken.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +15,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -69,6 +71,18 @@ txsnap_parse(const char *text, MemoryContext cxt)
 	if (!FullTransactionIdEquals(xmax, s->xmax) ||
 		VARSIZE(s) != TXSNAP_SIZE(s->nxip))
 		elog(ERROR, "pg_snapshot is not laid out as this build of cluster expects");
+
+	/*
+	 * No snapshot of this server lists more: a longer one was written by
+	 * hand (an owner may update its handler's row), and every step from it
+	 * would cost as much.
+	 */
+	if (s->nxip > (uint32) GetMaxSnapshotXidCount())
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a cursor's snapshot lists %u transactions in progress, more than this server can have (%d)",
+						s->nxip, GetMaxSnapshotXidCount()),
+				 errhint("Move the handler's cursor with cluster.reset_handler().")));
 	return txsnap_copy(s, cxt);
 }
 

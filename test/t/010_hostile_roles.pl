@@ -295,6 +295,26 @@ $node->wait_for_log(qr/retention of cluster pump "bob_retention" keeps its event
 is($node->safe_psql('postgres', 'SELECT count(*) FROM alice_outbox'), '8',
 	'alice\'s rows are all there');
 $mallory->quit;
+
+# bob writes his own handler's cursor (its row is his to update): a
+# snapshot listing 200,000 transactions in progress, more than any of this
+# server's, is refused at load; only his handler stops, alice's flows on
+my ($pid2, $fence2) = leader($node);
+as_ok('bob', q{
+	UPDATE cluster.handler SET epoch = epoch + 1,
+		state = jsonb_set(state, '{cursor}', jsonb_build_object('snapshot',
+			'3:200003:' || (SELECT string_agg(x::text, ',') FROM generate_series(3, 200002) x)))
+	 WHERE name = 'bob_retention_h';
+});
+ok(defined poll_until($node,
+		"SELECT last_error LIKE '%lists 200000 transactions in progress, more than this server can have%' "
+	  . "FROM cluster.handlers WHERE name = 'bob_retention_h'", 't'),
+	'bob: a cursor with more transactions in progress than the server can have stops his handler, and says why');
+my $alice_before = $node->safe_psql('postgres', 'SELECT count(*) FROM alice_sink');
+as_ok('alice', q{INSERT INTO alice_outbox (payload) VALUES ('{"after": "bob"}')});
+ok(defined poll_until($node, 'SELECT count(*) FROM alice_sink', $alice_before + 1),
+	'alice\'s handler goes on meanwhile');
+is(join(' ', leader($node)), "$pid2 $fence2", 'the same engine leads, with the same fence');
 is(superusers(), $privileged, 'still no role gained an attribute');
 
 $node->stop;

@@ -50,11 +50,16 @@ class Worker {
     w.child.stdout.on('data', (d) => { w.stdout += d; });
     w.child.stderr.on('data', (d) => { w.stderr += d; });
     w.exit = null;
-    w.exited = new Promise((resolve) => {
-      w.child.on('exit', (code, signal) => {
-        w.exit = { code, signal };
-        resolve(w.exit);
-      });
+    // 'exit' can come before the last of stderr has been read: the exit
+    // counts once stderr is closed too (the worker's commands never hold
+    // it: their stderr is a pipe of the worker's own).
+    const exit = new Promise((resolve) => {
+      w.child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const drained = new Promise((resolve) => w.child.stderr.on('close', resolve));
+    w.exited = Promise.all([exit, drained]).then(([status]) => {
+      w.exit = status;
+      return status;
     });
     const m = await until(() => {
       if (w.exit) throw new Error(`worker exited early (${JSON.stringify(w.exit)}):\n${w.stderr}`);

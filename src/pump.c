@@ -55,12 +55,16 @@
  * The reader's parameters: the step read after $1, $2 up to $8, $9, at
  * most $3 events; $4 the stream of cluster.events; $5 the transactions in
  * progress in the snapshot before the step that its target shows
- * committed, ascending; $6 that snapshot's xmax; $7 the target, $10 its
- * xmax.
+ * committed, ascending; $7 the target, $10 its xmax.  The range part
+ * starts after $6, $11: after $1, $2 and at the previous snapshot's xmax,
+ * in one row comparison, because a btree scan starts at the first of
+ * several lower bounds on a column when one of them is a row comparison,
+ * not at the highest (the scan from $1, $2 alone would walk every event
+ * below the previous xmax, at every read).
  */
-#define READ_ARGS 10
+#define READ_ARGS 11
 static Oid	read_types[READ_ARGS] = {XID8OID, INT8OID, INT8OID, TEXTOID, XID8ARRAYOID,
-XID8OID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID};
+XID8OID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, INT8OID};
 
 /*
  * A position's parameters, for counting and positioning: $1, $2 its
@@ -267,13 +271,12 @@ pump_prepare(Pump *pump)
 					 columns, pump->from, stream, pump->txid,
 					 pump->txid, pump->id_col, pump->txid, pump->id_col, pump->id_col);
 	appendStringInfo(&sql,
-					 " UNION ALL (SELECT %s FROM %s t WHERE %st.%s OPERATOR(pg_catalog.>=) $6 "
-					 "AND t.%s OPERATOR(pg_catalog.<) $10 "
-					 "AND (t.%s, t.%s) " ROW_GT " ($1, $2) AND (t.%s, t.%s) " ROW_LE " ($8, $9) "
+					 " UNION ALL (SELECT %s FROM %s t WHERE %s(t.%s, t.%s) " ROW_GT " ($6, $11) "
+					 "AND t.%s OPERATOR(pg_catalog.<) $10 AND (t.%s, t.%s) " ROW_LE " ($8, $9) "
 					 "AND pg_catalog.pg_visible_in_snapshot(t.%s, $7) "
 					 "ORDER BY t.%s, t.%s LIMIT $3) LIMIT $3",
-					 columns, pump->from, stream, pump->txid, pump->txid,
-					 pump->txid, pump->id_col, pump->txid, pump->id_col,
+					 columns, pump->from, stream, pump->txid, pump->id_col,
+					 pump->txid, pump->txid, pump->id_col,
 					 pump->txid, pump->txid, pump->id_col);
 	restricted_enter(&r, pump->owner, pump->what);
 	pump->read_plan = prepare_kept(sql.data, READ_ARGS, read_types);
@@ -349,6 +352,20 @@ json_null(void)
 }
 
 /*
+ * Where the range part of a step's read starts: after "after", and at the
+ * previous snapshot's xmax, whichever is later.  "(txid, id) after (xmax
+ * - 1, the largest id)" is "txid at or above xmax".
+ */
+static EventPos
+range_start(const TxSnapshot *prev, EventPos after)
+{
+	EventPos	below_xmax = {txsnap_xmax(prev) - 1, PG_INT64_MAX};
+
+	Assert(txsnap_xmax(prev) > 0);
+	return eventpos_cmp(after, below_xmax) > 0 ? after : below_xmax;
+}
+
+/*
  * Read up to "limit" events of the tracker's step, after where it stands
  * and up to "upto", into the tracker; the number read.
  */
@@ -358,22 +375,25 @@ read_step(Pump *pump, Tracker *tracker, EventPos upto, int limit)
 	const TxSnapshot *prev;
 	const TxSnapshot *target;
 	EventPos	after;
+	EventPos	range_after;
 	Datum		values[READ_ARGS];
 	int			i = 0;
 	int			n = 0;
 
 	if (!tracker_step(tracker, &prev, &target, &after))
 		elog(ERROR, "no step of %s is being read", pump->what);
+	range_after = range_start(prev, after);
 	values[i++] = xid8_datum(after.txid);
 	values[i++] = Int64GetDatum(after.id);
 	values[i++] = Int64GetDatum(limit);
 	values[i++] = CStringGetTextDatum(pump->name);
 	values[i++] = txsnap_committed_since(prev, target, after.txid);
-	values[i++] = xid8_datum(txsnap_xmax(prev));
+	values[i++] = xid8_datum(range_after.txid);
 	values[i++] = PointerGetDatum(target);
 	values[i++] = xid8_datum(upto.txid);
 	values[i++] = Int64GetDatum(upto.id);
 	values[i++] = xid8_datum(txsnap_xmax(target));
+	values[i++] = Int64GetDatum(range_after.id);
 	Assert(i == READ_ARGS);
 	if (execute_as_owner(pump, pump->read_plan, NULL, 0, NULL, values, true, limit) != SPI_OK_SELECT)
 		elog(ERROR, "reading %s failed", pump->what);

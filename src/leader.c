@@ -85,7 +85,7 @@ static void leader_add_registered(Leader *l);
 static void leader_add_dialed_in(Leader *l);
 
 static long
-round_wait(Turn *turn, bool pending)
+round_wait(Turn *turn)
 {
 	HandlerRun *h = turn->h;
 	long		wait = cluster_poll_interval;
@@ -93,14 +93,29 @@ round_wait(Turn *turn, bool pending)
 
 	if (due >= 0)
 		wait = Min(wait, due);
-	if (pending)
-	{
-		turn->pending_ms = backoff_next(turn->pending_ms, PENDING_MIN_MS, PENDING_MAX_MS);
+	if (turn->pending_ms > 0)
 		wait = Min(wait, turn->pending_ms);
-	}
-	else
-		turn->pending_ms = 0;
 	return wait;
+}
+
+/*
+ * What a read says of the next ones.  A transaction in progress at its
+ * snapshot may commit events without waking anyone (COMMIT PREPARED), so
+ * while there is one, every round reads, and a round comes at least every
+ * pending_ms: 5 ms, doubling to a second.
+ * This holds whatever the rounds in between do, a round that handled
+ * events or moved the cursor included.
+ */
+static void
+note_read(Turn *turn, int got, int room, bool pending)
+{
+	if (!pending)
+		turn->pending_ms = 0;
+	else if (got < room)
+		turn->pending_ms = backoff_next(turn->pending_ms, PENDING_MIN_MS, PENDING_MAX_MS);
+	turn->read_all = got < room && !pending;
+	turn->read_publications = turn->publications;
+	turn->read_at = GetCurrentTimestamp();
 }
 
 /*
@@ -210,6 +225,7 @@ handler_round(Leader *l, Turn *turn)
 		if (reading)
 		{
 			got = pump_read(h->pump, t, room, &pending);
+			note_read(turn, got, room, pending);
 			/* events a previous leader did (restored as done) pass at once */
 			passed = tracker_advance(t);
 		}
@@ -220,20 +236,9 @@ handler_round(Leader *l, Turn *turn)
 			wait = 0;
 		else
 		{
-			/*
-			 * A transaction open at the read may commit events without
-			 * waking anyone (COMMIT PREPARED): look again soon, backing
-			 * off to a second.  After a full read there may be more now.
-			 */
-			wait = round_wait(turn, reading && got < room && pending);
+			wait = round_wait(turn);
 			if (run_wait > 0)
 				wait = Min(wait, run_wait);
-		}
-		if (reading)
-		{
-			turn->read_all = got < room && turn->pending_ms == 0;
-			turn->read_publications = turn->publications;
-			turn->read_at = GetCurrentTimestamp();
 		}
 	}
 

@@ -195,7 +195,15 @@ $write->query_safe('COMMIT');
 $idle->query_safe('COMMIT');
 latency_ok(seen_after($t0, 2, $in_write, $in_idle),
 	'2: the events of the write and of the idle transaction, while older ones stay open');
+# COMMIT PREPARED wakes nobody: the leader, which has handled events and
+# moved its cursor since it last saw the transaction in progress, looks
+# again within a second all the same (the 1 s poll, plus the round)
+my $t1 = time;
 $node->safe_psql('postgres', "COMMIT PREPARED 'publishing'");
+my $took = seen_after($t1, 5, $in_prepared);
+ok(defined $took && $took < 2,
+	'2: the event of a transaction committed with COMMIT PREPARED is handled within 2 s ('
+	  . (defined $took ? sprintf('%.3f s', $took) : 'not within 5 s') . ')');
 $node->safe_psql('postgres', "ROLLBACK PREPARED 'rolled_back'");
 $other->query_safe('COMMIT');
 $node->safe_psql('postgres', "COMMIT PREPARED 'pure'");

@@ -8,7 +8,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ClusterTest;
 
-my $node = cluster_node('pump');
+my $node = cluster_node('pump', conf => "max_prepared_transactions = 250\n");
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION cluster;
@@ -117,6 +117,51 @@ $blocker->quit;
 ok(defined poll_until($node, 'SELECT count(*) FROM sink', $before + 2, 30),
 	'the open transaction\'s own event is handled once it commits');
 check_exactly_once('after waiting for an open transaction');
+
+# A step of 100,000 events, read in many batches against one target,
+# while 200 prepared transactions are in progress (in the xip of every
+# snapshot), half of which published: through a leader terminated
+# mid-step, every event is handled exactly once, a prepared
+# transaction's only after COMMIT PREPARED, a rolled-back one's never.
+$node->safe_psql('postgres', q{
+	CREATE TABLE big_sink (event_id bigint NOT NULL);
+	-- about 25,000 events/s: the termination lands mid-step
+	CREATE FUNCTION consume_big(events cluster.event[]) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO big_sink SELECT e.id FROM unnest(events) e;
+		PERFORM pg_sleep(0.02);
+	END $$;
+	SELECT cluster.create_pump('big');
+	SELECT cluster.create_handler('big', 'big', 'consume_big(cluster.event[])', batch_size => 500);
+});
+$node->safe_psql('postgres', join('', map {
+	my $publish = $_ % 2
+	  ? "SELECT cluster.publish('big', jsonb_build_object('prepared', $_));"
+	  : 'SELECT pg_current_xact_id();';
+	"BEGIN; $publish PREPARE TRANSACTION 'big$_';\n" } 1 .. 200));
+$node->safe_psql('postgres', q{
+	INSERT INTO cluster.events (stream, payload)
+	SELECT 'big', jsonb_build_object('n', i) FROM generate_series(1, 100000) i});
+ok(defined poll_until($node, 'SELECT count(*) > 20000 FROM big_sink', 't', 120),
+	'a step of 100,000 events is being handled');
+($pid) = leader($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$handled = $node->safe_psql('postgres', 'SELECT count(*) FROM big_sink');
+cmp_ok($handled, '<', 100000, "the leader was terminated mid-step ($handled of 100,000 handled)");
+ok(defined poll_until($node, 'SELECT count(*) FROM big_sink', '100000', 120),
+	'the new leader handles the rest of the step');
+$node->safe_psql('postgres', join('', map {
+	($_ % 4 == 1 ? 'ROLLBACK' : 'COMMIT') . " PREPARED 'big$_';\n" } 1 .. 200));
+# 50 of the 100 that published committed
+ok(defined poll_until($node, 'SELECT count(*) FROM big_sink', '100050', 60),
+	'the prepared transactions\' events are handled once they commit');
+is($node->safe_psql('postgres', q{
+	SELECT count(DISTINCT s.event_id) || ' ' || count(e.id) || ' ' ||
+		   (SELECT count(*) FROM cluster.events WHERE stream = 'big')
+	  FROM big_sink s LEFT JOIN cluster.events e ON e.id = s.event_id AND e.stream = 'big'}),
+	'100050 100050 100050', 'each event of the step and of the committed prepared transactions handled exactly once');
+is($node->safe_psql('postgres', "SELECT lag_events FROM cluster.handlers WHERE name = 'big'"),
+	'0', 'nothing is left behind');
 
 $node->stop;
 done_testing();

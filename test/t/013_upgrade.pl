@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ClusterTest;
 
-my $node = cluster_node('upgrade');
+my $node = cluster_node('upgrade', conf => "max_prepared_transactions = 2\n");
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION cluster VERSION '0.1';
@@ -86,11 +86,24 @@ pass('0.1 with the new library: REASSIGN OWNED, DROP OWNED and DROP ROLE work');
 $node->safe_psql('postgres', "ALTER EXTENSION cluster UPDATE TO '0.5'");
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.engines WHERE role = 'leader'"), '0',
 	'at 0.5 no engine of the 0.6 library leads');
+# events in flight across the update: published at 0.5 by a transaction
+# still open, and by a prepared one, both committed after it
+my $open = $node->background_psql('postgres');
+$open->query_safe("BEGIN; SELECT cluster.publish('orders', jsonb_build_object('n', 100))");
+$node->safe_psql('postgres', q{
+	BEGIN; SELECT cluster.publish('orders', jsonb_build_object('n', 101)); PREPARE TRANSACTION 'in_flight'});
 $node->safe_psql('postgres', 'ALTER EXTENSION cluster UPDATE');
 ok(defined poll_until($node, "SELECT count(*) FROM seen", '9'),
 	'after the update to 0.6 the engines run: 7 to 10 are handled, nothing twice');
 is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM seen"), '1,2,4,5,6,7,8,9,10',
 	'exactly the events the 0.1 leader had not done');
+$open->query_safe('COMMIT');
+$open->quit;
+$node->safe_psql('postgres', "COMMIT PREPARED 'in_flight'");
+ok(defined poll_until($node, "SELECT count(*) FROM seen", '11'),
+	'the events in flight at the update are handled once their transactions commit');
+is($node->safe_psql('postgres', "SELECT string_agg(n::text, ',' ORDER BY n) FROM seen WHERE n >= 100"), '100,101',
+	'each of them once');
 is($node->safe_psql('postgres', "SELECT state ? 'user' FROM cluster.handler WHERE name = 'counter'"), 'f',
 	'the user state moved to its own column (0.3)');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cluster'"), '0.6',
@@ -98,13 +111,13 @@ is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extna
 is($node->safe_psql('postgres', "SELECT listen IS NULL FROM cluster.coordinators WHERE name = 'default'"), 't',
 	'the updated coordinator listens nowhere (0.4)');
 is($node->safe_psql('postgres', "SELECT string_agg(k, ',' ORDER BY k::int) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen') k"),
-	'1,2,4,5,6,7,8,9,10', 'the user state carried over, and the new events were added to it');
+	'1,2,4,5,6,7,8,9,10,100,101', 'the user state carried over, and the new events were added to it');
 ok(defined poll_until($node, "SELECT lag_events = 0 AND in_flight = 0 FROM cluster.handlers WHERE name = 'counter'", 't'),
 	'the cursor moved on from where 0.1 left it past the last event');
 is($node->safe_psql('postgres', "SELECT jsonb_typeof(state -> 'cursor') FROM cluster.handler WHERE name = 'counter'"),
 	'object', 'the cursor is a position of snapshots (0.6)');
 is($node->safe_psql('postgres', "SELECT processed || '/' || dead_letters FROM cluster.handlers WHERE name = 'counter'"),
-	'9/1', 'the counters carried over (5 + 4 handled) with the dead letter');
+	'11/1', 'the counters carried over (5 + 4 handled, and the 2 in flight) with the dead letter');
 is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.workers WHERE handler = 'counter'"), '1',
 	'the worker registration carried over');
 is($node->safe_psql('postgres', "SELECT 'cluster.worker'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'cluster'"),
@@ -112,11 +125,11 @@ is($node->safe_psql('postgres', "SELECT 'cluster.worker'::regclass = ANY (extcon
 
 $node->safe_psql('postgres',
 	"SELECT count(cluster.publish('orders', jsonb_build_object('n', i))) FROM generate_series(11, 20) i");
-ok(defined poll_until($node, "SELECT count(*) FROM seen", '19'), 'new events flow after the update');
+ok(defined poll_until($node, "SELECT count(*) FROM seen", '21'), 'new events flow after the update');
 $node->safe_psql('postgres', "INSERT INTO seen VALUES (-1); SELECT cluster.replay_dead_letters('counter')");
 ok(defined poll_until($node, "SELECT dead_letters || ' ' || (last_error IS NULL) FROM cluster.handlers WHERE name = 'counter'", '0 true'),
 	'the dead letter replays, and last_error clears (new in 0.2)');
-is($node->safe_psql('postgres', "SELECT count(*) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen')"), '20',
+is($node->safe_psql('postgres', "SELECT count(*) FROM jsonb_object_keys(cluster.handler_state('counter') -> 'seen')"), '22',
 	'every event is in the state');
 
 my ($ret, $out, $err) = $node->psql('postgres', 'DROP FUNCTION count_events(jsonb)');

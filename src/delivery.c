@@ -812,7 +812,24 @@ delivery_workers_added(void)
 }
 
 /*
- * The leader unloads its handlers: forget them (remote_forget() gave
+ * The leader no longer runs this HandlerRun (the handler changed or went;
+ * remote_forget() gave its deliveries back first): forget its workers.
+ */
+void
+delivery_forget_handler(HandlerRun *h)
+{
+	Remote	   *r;
+
+	if (remotes == NULL ||
+		(r = hash_search(remotes, &h->id, HASH_FIND, NULL)) == NULL)
+		return;
+	Assert(r->deliveries == NIL);
+	list_free(r->conns);
+	(void) hash_search(remotes, &h->id, HASH_REMOVE, NULL);
+}
+
+/*
+ * The leader stops: forget every handler (remote_forget() gave
  * their deliveries back first).  With "connections_too" (the leader stepped
  * down), every connection goes as well.
  */

@@ -38,6 +38,7 @@ extern const Executor remote_executor;
 extern void delivery_clear_workers(void);
 extern void delivery_add_worker(HandlerRun *h, WorkerConn *c);
 extern void delivery_workers_added(void);
+extern void delivery_forget_handler(HandlerRun *h);
 extern void delivery_forget_all(bool connections_too);
 extern void delivery_report(WorkerConn *c, WorkerStat *stat);
 

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/typcache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
@@ -108,29 +109,39 @@ load_restore(HandlerRun *h)
 #define Anum_h_function_missing 12
 #define Anum_h_ack_timeout_ms	13
 #define Anum_h_max_batch_bytes	14
+#define Anum_h_definition		15
+
+/*
+ * Everything a HandlerRun is made of, as text: the handler's settings and
+ * epoch, its pump's, and the shape of the pump's source.  The same text
+ * at the next load means that nothing about the handler changed, and it
+ * runs on with its deliveries in flight; the state, the counters and the
+ * dead letters are not part of it.
+ */
+#define HANDLER_DEFINITION \
+	"ROW(h.name, h.pump_id, h.function::pg_catalog.oid, h.owner::pg_catalog.oid, h.ordering, " \
+	"    h.batch_size, h.max_attempts, h.ack_timeout, h.max_in_flight, h.max_batch_bytes, " \
+	"    h.paused, h.epoch, EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function))::text " \
+	"|| ROW(p.name, p.source::pg_catalog.oid, p.id_column, p.txid_column, p.payload_column, " \
+	"       p.key_column, p.headers_column, p.created_at_column, p.retention, " \
+	"       p.owner::pg_catalog.oid)::text " \
+	"|| COALESCE((SELECT ROW(c.relname, c.relnamespace, c.relkind, " \
+	"      (SELECT pg_catalog.string_agg(a.attnum || ' ' || a.attname || ' ' || a.atttypid, ',' ORDER BY a.attnum) " \
+	"         FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))::text " \
+	"    FROM pg_catalog.pg_class c WHERE c.oid = p.source), '') "
 
 /*
  * SPI calls switch CurrentMemoryContext back to SPI's own: everything kept
- * across transactions is allocated explicitly in "cxt".
+ * across transactions is allocated explicitly in "cxt".  Each handler has
+ * its own copy of its pump (and its plans), so that one handler is loaded
+ * and unloaded without touching another.
  */
 static Pump *
-pump_for(int32 id, MemoryContext cxt, List **pumps)
+pump_for(int32 id, MemoryContext cxt)
 {
-	ListCell   *lc;
-	Pump	   *pump;
-	MemoryContext old;
+	Pump	   *pump = pump_load(id, cxt);
 
-	foreach(lc, *pumps)
-	{
-		pump = lfirst(lc);
-		if (pump->id == id)
-			return pump;
-	}
-	pump = pump_load(id, cxt);
 	pump_prepare(pump);
-	old = MemoryContextSwitchTo(cxt);
-	*pumps = lappend(*pumps, pump);
-	MemoryContextSwitchTo(old);
 	return pump;
 }
 
@@ -154,7 +165,6 @@ typedef struct PumpFor
 {
 	int32		id;
 	MemoryContext cxt;
-	List	  **pumps;
 	Pump	   *pump;
 } PumpFor;
 
@@ -163,7 +173,7 @@ pump_for_call(void *arg)
 {
 	PumpFor    *call = arg;
 
-	call->pump = pump_for(call->id, call->cxt, call->pumps);
+	call->pump = pump_for(call->id, call->cxt);
 }
 
 /*
@@ -193,14 +203,18 @@ describe_function(HandlerRun *h, MemoryContext cxt)
  * and the other handlers go on.
  */
 static HandlerRun *
-handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
+handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext parent)
 {
+	MemoryContext cxt = AllocSetContextCreate(parent, "cluster handler",
+											  ALLOCSET_SMALL_SIZES);
 	HandlerRun *h = MemoryContextAllocZero(cxt, sizeof(HandlerRun));
-	PumpFor		call = {row_int32(tup, desc, Anum_h_pump_id), cxt, pumps, NULL};
+	PumpFor		call = {row_int32(tup, desc, Anum_h_pump_id), cxt, NULL};
 	char	   *error;
 	bool		isnull;
 
+	h->cxt = cxt;
 	h->id = row_int32(tup, desc, Anum_h_id);
+	h->definition = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, Anum_h_definition));
 	strlcpy(h->name, SPI_getvalue(tup, desc, Anum_h_name), NAMEDATALEN);
 	h->what = MemoryContextStrdup(cxt, psprintf("cluster handler \"%s\"", h->name));
 	h->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_h_function, &isnull));
@@ -221,6 +235,7 @@ handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 				(errmsg("%s can't read its pump: %s", h->what, error),
 				 errhint("It is tried again every %d s.", HANDLER_RELOAD_BROKEN_MS / 1000)));
 		handler_record_error(h, error);
+		MemoryContextDelete(cxt);
 		return NULL;
 	}
 	h->pump = call.pump;
@@ -238,13 +253,13 @@ handler_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt, List **pumps)
 }
 
 /*
- * The handlers of a coordinator as they are now, allocated in "cxt"; the
- * pumps they read are appended to *pumps.  Runs in a transaction.  Sets
- * *broken when a handler was left out because its pump can't be loaded.
+ * The handlers of a coordinator as they are now, each in a memory context
+ * of its own below "parent", with its own pump.  Runs in a transaction.
+ * Sets *broken when a handler was left out because its pump can't be
+ * loaded.
  */
 List *
-handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps,
-				 bool *broken)
+handler_load_all(int32 coordinator_id, MemoryContext parent, bool *broken)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(coordinator_id)};
@@ -257,7 +272,8 @@ handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps,
 					 "       EXISTS (SELECT FROM cluster.dead_letters d WHERE d.handler_id = h.id AND d.replay), "
 					 "       h.pump_id, "
 					 "       h.function IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid = h.function), "
-					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int, h.max_batch_bytes "
+					 "       (extract(epoch FROM h.ack_timeout) * 1000)::int, h.max_batch_bytes, "
+					 HANDLER_DEFINITION
 					 "  FROM cluster.handler h JOIN cluster.pump p ON p.id = h.pump_id "
 					 " WHERE p.coordinator_id = $1 ORDER BY p.id, h.id",
 					 1, types, values, NULL, SPI_OK_SELECT);
@@ -265,7 +281,7 @@ handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps,
 	n = SPI_processed;
 	for (uint64 row = 0; row < n; row++)
 	{
-		HandlerRun *h = handler_from_row(rows->vals[row], rows->tupdesc, cxt, pumps);
+		HandlerRun *h = handler_from_row(rows->vals[row], rows->tupdesc, parent);
 		MemoryContext old;
 
 		if (h == NULL)
@@ -273,11 +289,26 @@ handler_load_all(int32 coordinator_id, MemoryContext cxt, List **pumps,
 			*broken = true;
 			continue;
 		}
-		old = MemoryContextSwitchTo(cxt);
+		old = MemoryContextSwitchTo(parent);
 		handlers = lappend(handlers, h);
 		MemoryContextSwitchTo(old);
 	}
 	return handlers;
+}
+
+/* Is "loaded" the handler "h" runs, unchanged? Then h goes on as it is. */
+bool
+handler_unchanged(const HandlerRun *h, const HandlerRun *loaded)
+{
+	return h->id == loaded->id && strcmp(h->definition, loaded->definition) == 0;
+}
+
+/* A handler that is no longer run: its pump's plans and its memory. */
+void
+handler_free(HandlerRun *h)
+{
+	pump_release(h->pump);
+	MemoryContextDelete(h->cxt);
 }
 
 void

@@ -16,7 +16,10 @@
  * module calls neither delivery.c nor sql_handler.c: they call it.
  *
  * handler_load_all() makes a HandlerRun of each handler of a coordinator,
- * with the pumps they read; this module alone writes a HandlerRun (its
+ * each in its own memory context with its own pump, so that the leader
+ * keeps a handler whose definition is unchanged (handler_unchanged) and
+ * frees one that changed or went (handler_free) without disturbing the
+ * others.  This module alone writes a HandlerRun (its
  * settings once, its epoch at each handler_load()), the tracker writes its
  * own struct.  handler_load() rebuilds the tracker from the handler's row
  * (cursor, done events above it, attempts of failed events), so that a new
@@ -39,6 +42,8 @@
 
 typedef struct HandlerRun
 {
+	MemoryContext cxt;			/* holds all of it, its pump included */
+	char	   *definition;		/* what it was made of (handler_unchanged) */
 	int32		id;
 	char		name[NAMEDATALEN];
 	char	   *what;			/* "cluster handler \"name\"", for messages */
@@ -83,8 +88,10 @@ typedef struct BatchOutcome
 /* how soon handlers whose pump couldn't be loaded are tried again */
 #define HANDLER_RELOAD_BROKEN_MS 10000
 
-extern List *handler_load_all(int32 coordinator_id, MemoryContext cxt,
-							  List **pumps, bool *broken);
+extern List *handler_load_all(int32 coordinator_id, MemoryContext parent,
+							  bool *broken);
+extern bool handler_unchanged(const HandlerRun *h, const HandlerRun *loaded);
+extern void handler_free(HandlerRun *h);
 extern void handler_check_rights(HandlerRun *h);
 extern void handler_load(HandlerRun *h);
 extern bool handler_commit(HandlerRun *h, BatchOutcome *out,

@@ -448,35 +448,53 @@ leader_report_workers(Leader *l, long wait)
 }
 
 /*
- * Commit the acks that wait (see may_defer) before the handlers are
- * unloaded; a deposed leader's commit is refused, and the events go out
- * again from the new leader.
+ * Commit the acks that wait (see may_defer) before a handler is unloaded;
+ * a deposed leader's commit is refused, and the events go out again from
+ * the new leader.
  */
+static void
+turn_save(Leader *l, Turn *turn)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!turn->unsaved || turn->needs_load || l->fence_lost)
+		return;
+	turn->force_save = true;
+	PG_TRY();
+	{
+		(void) handler_round(l, turn);
+	}
+	PG_CATCH();
+	{
+		(void) handler_failed(turn, cxt);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	turn->force_save = false;
+}
+
 static void
 leader_save(Leader *l)
 {
 	ListCell   *lc;
 
 	foreach(lc, l->handlers)
-	{
-		Turn	   *turn = lfirst(lc);
-		MemoryContext cxt = CurrentMemoryContext;
+		turn_save(l, lfirst(lc));
+}
 
-		if (!turn->unsaved || turn->needs_load || l->fence_lost)
-			continue;
-		turn->force_save = true;
-		PG_TRY();
-		{
-			(void) handler_round(l, turn);
-		}
-		PG_CATCH();
-		{
-			(void) handler_failed(turn, cxt);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		turn->force_save = false;
-	}
+/*
+ * A handler the leader no longer runs as it was: its deliveries are given
+ * back (their answers no longer count) and its memory goes.
+ */
+static void
+turn_drop(Turn *turn)
+{
+	for (size_t i = 0; i < lengthof(executors); i++)
+		executors[i]->forget(turn->h);
+	delivery_forget_handler(turn->h);
+	shmem_handler_forget(turn->h->id);
+	handler_free(turn->h);
+	pfree(turn);
 }
 
 static void
@@ -485,52 +503,111 @@ leader_unload(Leader *l)
 	ListCell   *lc;
 
 	foreach(lc, l->handlers)
-	{
-		HandlerRun *h = ((Turn *) lfirst(lc))->h;
-
-		for (size_t i = 0; i < lengthof(executors); i++)
-			executors[i]->forget(h);
-	}
-	delivery_forget_all(false);
-	foreach(lc, l->pumps)
-		pump_release(lfirst(lc));
+		turn_drop(lfirst(lc));
+	list_free(l->handlers);
+	list_free(l->pumps);
 	l->pumps = NIL;
 	l->handlers = NIL;
 	l->next_turn = 0;
-	MemoryContextReset(l->cxt);
-	shmem_handler_forget();
 }
 
-/* Pumps and handlers of this coordinator, as they are now. */
+/* The handler of "loaded" with h's id and definition, taken out of it. */
+static HandlerRun *
+take_unchanged(List **loaded, HandlerRun *h)
+{
+	ListCell   *lc;
+
+	foreach(lc, *loaded)
+	{
+		HandlerRun *same = lfirst(lc);
+
+		if (handler_unchanged(h, same))
+		{
+			*loaded = foreach_delete_current(*loaded, lc);
+			return same;
+		}
+	}
+	return NULL;
+}
+
+/* one Pump per pump id, for retention (each handler has its own copy) */
+static void
+collect_pumps(Leader *l)
+{
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(l->cxt);
+
+	list_free(l->pumps);
+	l->pumps = NIL;
+	foreach(lc, l->handlers)
+	{
+		Pump	   *pump = ((Turn *) lfirst(lc))->h->pump;
+		ListCell   *seen;
+		bool		found = false;
+
+		foreach(seen, l->pumps)
+			found = found || ((Pump *) lfirst(seen))->id == pump->id;
+		if (!found)
+			l->pumps = lappend(l->pumps, pump);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Pumps and handlers of this coordinator, as they are now.  A handler
+ * whose definition is unchanged runs on as it was, with its deliveries in
+ * flight and its unsaved acks: a change to one handler, pump or grant
+ * disturbs no other.  One that changed starts again from its committed
+ * row, after its waiting acks are committed.
+ */
 static void
 leader_load(Leader *l)
 {
-	List	   *handlers;
+	List	   *loaded;
+	List	   *turns = NIL;
 	ListCell   *lc;
 	MemoryContext old;
 	bool		broken = false;
 
-	leader_save(l);
-	leader_unload(l);
 	l->generation = shmem_config_generation();
 	worker_xact_begin("cluster: loading pumps and handlers");
 	/* the coordinator first: cluster._before_drop locks in that order */
 	leader_load_listen(l);
-	handlers = handler_load_all(l->coordinator_id, l->cxt, &l->pumps, &broken);
+	loaded = handler_load_all(l->coordinator_id, l->cxt, &broken);
 	worker_xact_commit();
 	l->reload_at = broken ?
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HANDLER_RELOAD_BROKEN_MS) : 0;
 	old = MemoryContextSwitchTo(l->cxt);
-	foreach(lc, handlers)
+	foreach(lc, l->handlers)
+	{
+		Turn	   *turn = lfirst(lc);
+		HandlerRun *same = take_unchanged(&loaded, turn->h);
+
+		if (same)
+		{
+			turn->replay_pending = turn->replay_pending || same->replay_marked;
+			handler_free(same);
+			turns = lappend(turns, turn);
+			continue;
+		}
+		turn_save(l, turn);
+		turn_drop(turn);
+	}
+	foreach(lc, loaded)
 	{
 		Turn	   *turn = palloc0(sizeof(Turn));
 
 		turn->h = lfirst(lc);
 		turn->needs_load = true;
 		turn->replay_pending = turn->h->replay_marked;
-		l->handlers = lappend(l->handlers, turn);
+		turns = lappend(turns, turn);
 	}
+	list_free(loaded);
+	list_free(l->handlers);
+	l->handlers = turns;
+	l->next_turn = 0;
 	MemoryContextSwitchTo(old);
+	collect_pumps(l);
 	leader_load_workers(l);
 }
 

@@ -293,13 +293,14 @@ shmem_handler_report(int32 handler_id, int in_flight)
 	LWLockRelease(cluster_shared->lock);
 }
 
-/* A leader that stops forgets what it reported. */
+/* What this leader reported of a handler it no longer runs. */
 void
-shmem_handler_forget(void)
+shmem_handler_forget(int32 handler_id)
 {
 	LWLockAcquire(cluster_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
-		if (cluster_shared->handlers[i].leader_pid == MyProcPid)
+		if (cluster_shared->handlers[i].leader_pid == MyProcPid &&
+			cluster_shared->handlers[i].handler_id == handler_id)
 			memset(&cluster_shared->handlers[i], 0, sizeof(HandlerStat));
 	LWLockRelease(cluster_shared->lock);
 }

@@ -122,7 +122,7 @@ extern void shmem_config_changed(void);
 extern uint64 shmem_workers_generation(void);
 extern void shmem_workers_changed(void);
 extern void shmem_handler_report(int32 handler_id, int in_flight);
-extern void shmem_handler_forget(void);
+extern void shmem_handler_forget(int32 handler_id);
 extern void shmem_worker_report(WorkerStat *stats, int n);
 extern void shmem_worker_forget(void);
 

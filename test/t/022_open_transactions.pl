@@ -200,10 +200,10 @@ latency_ok(seen_after($t0, 2, $in_write, $in_idle),
 # again within a second all the same (the 1 s poll, plus the round)
 my $t1 = time;
 $node->safe_psql('postgres', "COMMIT PREPARED 'publishing'");
-my $took = seen_after($t1, 5, $in_prepared);
-ok(defined $took && $took < 2,
+my $prepared_took = seen_after($t1, 5, $in_prepared);
+ok(defined $prepared_took && $prepared_took < 2,
 	'2: the event of a transaction committed with COMMIT PREPARED is handled within 2 s ('
-	  . (defined $took ? sprintf('%.3f s', $took) : 'not within 5 s') . ')');
+	  . (defined $prepared_took ? sprintf('%.3f s', $prepared_took) : 'not within 5 s') . ')');
 $node->safe_psql('postgres', "ROLLBACK PREPARED 'rolled_back'");
 $other->query_safe('COMMIT');
 $node->safe_psql('postgres', "COMMIT PREPARED 'pure'");

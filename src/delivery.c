@@ -68,6 +68,7 @@ typedef struct Remote
 	HandlerRun *handler;
 	List	   *conns;			/* WorkerConn *: its registered workers */
 	List	   *deliveries;		/* Delivery *: in flight to them */
+	List	   *late;			/* Delivery *: timed out, newest last */
 	uint32		run;			/* tells this tracker's deliveries from older ones */
 	int64		next_delivery;
 } Remote;
@@ -100,6 +101,7 @@ remote(HandlerRun *h)
 		r->handler = h;
 		r->conns = NIL;
 		r->deliveries = NIL;
+		r->late = NIL;
 		r->run = ++runs;
 		r->next_delivery = 0;
 	}
@@ -373,6 +375,71 @@ delivery_end(HandlerRun *h, Delivery *d)
 	pfree(d);
 }
 
+/*
+ * Deliveries whose ack_timeout passed are kept a while, LATE_KEPT per
+ * handler at most (the oldest goes first): a late ack from the worker one
+ * was sent to still settles those of its events that nothing has settled
+ * since (late_ack).  They go when the handler is reloaded (its tracker is
+ * rebuilt, perhaps after a reset) and when their connection is lost or
+ * dropped: an answer counts only on the connection the delivery went out
+ * on.
+ */
+#define LATE_KEPT 64
+
+static void
+late_free(Remote *r, Delivery *d)
+{
+	r->late = list_delete_ptr(r->late, d);
+	pfree(d->events);
+	pfree(d);
+}
+
+static void
+late_keep(HandlerRun *h, Delivery *d)
+{
+	Remote	   *r = remote(h);
+	Delivery   *kept = MemoryContextAlloc(remote_cxt, sizeof(Delivery));
+
+	*kept = *d;
+	kept->events = MemoryContextAlloc(remote_cxt, sizeof(EventPos) * d->n);
+	memcpy(kept->events, d->events, sizeof(EventPos) * d->n);
+	kept->replay_ids = NULL;
+	if (list_length(r->late) == LATE_KEPT)
+		late_free(r, linitial(r->late));
+	remember(&r->late, kept);
+}
+
+/* the late deliveries of "c" (NULL: all of them) are forgotten */
+static void
+late_forget(HandlerRun *h, WorkerConn *c)
+{
+	Remote	   *r = remote(h);
+	ListCell   *lc;
+
+	foreach(lc, r->late)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (c == NULL || d->conn == c)
+		{
+			late_free(r, d);
+			late_forget(h, c);	/* the list changed under us */
+			return;
+		}
+	}
+}
+
+static Delivery *
+late_find(HandlerRun *h, const char *id)
+{
+	ListCell   *lc;
+
+	foreach(lc, remote(h)->late)
+		if (strcmp(((Delivery *) lfirst(lc))->id, id) == 0)
+			return lfirst(lc);
+	return NULL;
+}
+
 static bool
 in_list(int64 id, WorkerMessage *msg)
 {
@@ -467,25 +534,23 @@ failed_error(int64 id, WorkerMessage *msg)
 	return NULL;
 }
 
-static void
-answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
-	   WorkerMessage *msg, BatchOutcome *out)
+/*
+ * Naming events the delivery doesn't have is a violation, not an answer
+ * about nothing: the delivery's events would otherwise go out again at
+ * once, without an attempt counted, for as long as it likes.  False (and
+ * the connection closed) for such an answer.
+ */
+static bool
+names_its_own(HandlerRun *h, WorkerConn *c, Delivery *d, WorkerMessage *msg)
 {
-	char	   *error = msg->error ? pstrdup(msg->error) : "the worker failed the delivery";
 	int64		foreign;
 
-	/*
-	 * Naming events the delivery doesn't have is a violation, not an
-	 * answer about nothing: the delivery's events would otherwise go out
-	 * again at once, without an attempt counted, for as long as it likes.
-	 */
 	if (msg->n_event_ids > d->n || msg->n_failed > d->n)
 	{
 		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
 				  psprintf("an answer names more events than delivery \"%s\" has (%d)",
 						   msg->delivery_id, d->n));
-		delivery_end(h, d);
-		return;
+		return false;
 	}
 	if (names_foreign_event(d, msg->event_ids, msg->n_event_ids, &foreign) ||
 		names_foreign_event(d, msg->failed_ids, msg->n_failed, &foreign))
@@ -493,6 +558,19 @@ answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
 		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
 				  psprintf("an answer names event " INT64_FORMAT ", which is not in delivery \"%s\"",
 						   foreign, msg->delivery_id));
+		return false;
+	}
+	return true;
+}
+
+static void
+answer(Leader *l, HandlerRun *h, WorkerConn *c, Delivery *d,
+	   WorkerMessage *msg, BatchOutcome *out)
+{
+	char	   *error = msg->error ? pstrdup(msg->error) : "the worker failed the delivery";
+
+	if (!names_its_own(h, c, d, msg))
+	{
 		delivery_end(h, d);
 		return;
 	}
@@ -578,9 +656,67 @@ sent_before(Leader *l, HandlerRun *h, const char *id)
  * events were taken back and went out again, so it is only worth a
  * warning.  An id never sent can't be trusted.
  */
+/*
+ * An ack to a delivery whose ack_timeout passed, from the worker it was
+ * sent to: its events that nothing settled since are done (those it
+ * reports failed, and a fail, count nothing: they went out again without
+ * an attempt), and its patch is applied, as an ack in time would have.
+ * An event it names may be in flight again to another worker: that
+ * worker's answer then finds it done.
+ */
 static void
-answer_not_in_flight(Leader *l, HandlerRun *h, WorkerConn *c, WorkerMessage *msg)
+late_ack(HandlerRun *h, WorkerConn *c, Delivery *d, WorkerMessage *msg,
+		 BatchOutcome *out)
 {
+	char	   *error;
+
+	if (!names_its_own(h, c, d, msg))
+	{
+		late_free(remote(h), d);
+		return;
+	}
+	if (msg->patch && !applied_patch(h, msg->patch, &error))
+	{
+		if (may_warn(h, c))
+			ereport(WARNING,
+					(errmsg("worker %s of handler \"%s\" answered delivery \"%s\" late with a patch that failed: %s; ignored",
+							c->id, h->name, d->id, error)));
+		late_free(remote(h), d);
+		return;
+	}
+	out->patched = out->patched || msg->patch != NULL;
+	for (int i = 0; i < d->n; i++)
+	{
+		TrackedEvent *ev = tracker_find(h->tracker, d->events[i]);
+
+		if (ev == NULL || ev->done || failed_error(ev->pos.id, msg) || !in_list(ev->pos.id, msg))
+			continue;
+		tracker_done(h->tracker, ev);
+		out->processed++;
+	}
+	peer(c)->acked++;
+	late_free(remote(h), d);
+}
+
+static void
+answer_not_in_flight(Leader *l, HandlerRun *h, WorkerConn *c, WorkerMessage *msg,
+					 BatchOutcome *out)
+{
+	Delivery   *late = late_find(h, msg->delivery_id);
+
+	if (late && late->conn != c)
+	{
+		untrusted(h, c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				  psprintf("answer to delivery \"%s\" of another worker", msg->delivery_id));
+		return;
+	}
+	if (late && msg->type == WORKER_ACK)
+	{
+		late_ack(h, c, late, msg, out);
+		return;
+	}
+	if (late)
+		late_free(remote(h), late);
 	if (sent_before(l, h, msg->delivery_id))
 	{
 		if (may_warn(h, c))
@@ -666,7 +802,7 @@ handle_message(Leader *l, HandlerRun *h, WorkerConn *c, WireMessage *m,
 					  psprintf("answer to delivery \"%s\" of another worker", msg.delivery_id));
 		return;
 	}
-	answer_not_in_flight(l, h, c, &msg);
+	answer_not_in_flight(l, h, c, &msg, out);
 }
 
 static void
@@ -692,6 +828,8 @@ expire(HandlerRun *h, TimestampTz now, BatchOutcome *out)
 				handler_event_failed(h, ev, "no answer within ack_timeout", out);
 		}
 		peer_failed(peer(d->conn), psprintf("delivery %s got no answer within ack_timeout", d->id));
+		if (d->replay_ids == NULL)
+			late_keep(h, d);
 		delivery_end(h, d);
 		expire(h, now, out);	/* the list changed under us */
 		return;
@@ -743,6 +881,7 @@ take_back(HandlerRun *h, WorkerConn *c, BatchOutcome *out)
 		take_back(h, c, out);
 		return;
 	}
+	late_forget(h, c);
 }
 
 /* Before connections of unregistered workers are closed and freed. */
@@ -758,6 +897,17 @@ drop_unwanted(HandlerRun *h)
 		if (!d->conn->wanted)
 		{
 			delivery_end(h, d);
+			drop_unwanted(h);
+			return;
+		}
+	}
+	foreach(lc, remote(h)->late)
+	{
+		Delivery   *d = lfirst(lc);
+
+		if (!d->conn->wanted)
+		{
+			late_forget(h, d->conn);
 			drop_unwanted(h);
 			return;
 		}
@@ -872,6 +1022,7 @@ remote_forget(HandlerRun *h)
 
 	while (r->deliveries != NIL)
 		delivery_end(h, linitial(r->deliveries));
+	late_forget(h, NULL);
 	r->run = ++runs;
 	r->next_delivery = 0;
 }

@@ -21,7 +21,8 @@
 static void
 free_event(TrackedEvent *ev)
 {
-	event_free(&ev->event);
+	if (ev->event.payload)
+		event_free(&ev->event);
 	if (ev->last_error)
 		pfree(ev->last_error);
 }
@@ -77,6 +78,7 @@ tracker_reset(Tracker *t, const Position *cursor)
 	for (int i = 0; i < t->count; i++)
 		free_event(&t->events[i]);
 	t->count = 0;
+	t->done_count = 0;
 	if (t->base)
 		pfree(t->base);
 	for (int i = 0; i < t->nsteps; i++)
@@ -127,7 +129,9 @@ tracker_restore_end(Tracker *t)
 int
 tracker_room(Tracker *t)
 {
-	return Max(t->capacity - t->count, 0);
+	int			room = t->capacity - tracker_waiting(t);
+
+	return Max(Min(room, t->capacity * TRACKER_DONE_KEPT - t->count), 0);
 }
 
 /*
@@ -210,7 +214,7 @@ tracker_add(Tracker *t, EventPos pos, const Event *event)
 	if ((r = restore_find(t, pos)) == NULL)
 		return;
 	if (r->attempts < 0)
-		ev->done = true;
+		tracker_done(t, ev);
 	else
 	{
 		ev->attempts = r->attempts;
@@ -467,7 +471,13 @@ tracker_find(Tracker *t, EventPos pos)
 void
 tracker_done(Tracker *t, TrackedEvent *ev)
 {
-	ev->done = true;
+	if (!ev->done)
+	{
+		/* from now on only its position counts */
+		ev->done = true;
+		t->done_count++;
+		event_free(&ev->event);
+	}
 	ev->selected = false;
 }
 
@@ -537,6 +547,7 @@ tracker_advance(Tracker *t)
 		t->cursor_in_step = true;
 		t->cursor_after = t->events[n].pos;
 		free_event(&t->events[n]);
+		t->done_count--;
 		n++;
 		moved = true;
 	}
@@ -552,12 +563,7 @@ tracker_advance(Tracker *t)
 int
 tracker_waiting(Tracker *t)
 {
-	int			n = 0;
-
-	for (int i = 0; i < t->count; i++)
-		if (!t->events[i].done)
-			n++;
-	return n;
+	return t->count - t->done_count;
 }
 
 /* ms until the earliest retry is due; -1 when none waits. */

@@ -5,9 +5,13 @@
  *	  what has been read, and which of them may be handed out next.
  *
  * Events enter step by step (see position.h), in (txid, id) order within
- * a step, at most max_in_flight at a time.  An event is done once handled
- * or dead-lettered; the cursor moves over done events at the head only, so
- * it never passes an event still to do.  A failed event waits for its
+ * a step, at most max_in_flight not yet done at a time.  An event is done
+ * once handled or dead-lettered, and from then on only its position is
+ * kept; the cursor moves over done events at the head only, so it never
+ * passes an event still to do.  Done events behind one still to do (a
+ * retry waiting for its backoff) don't count against max_in_flight, up to
+ * TRACKER_DONE_KEPT times it in all: a retry at the head holds back the
+ * cursor, not the reading and handing out of the events after it.  A failed event waits for its
  * backoff (1 s doubling to 30 s); with key ordering, later events of the
  * same key wait behind it.  Nothing here touches the database: the pump
  * reads into the tracker, the leader persists what the tracker reports.
@@ -28,13 +32,15 @@
 #include "event.h"
 #include "position.h"
 
+#define TRACKER_DONE_KEPT 16
+
 typedef struct TrackedEvent
 {
 	EventPos	pos;
 	int64		step;			/* the step that read it */
 	uint32		key_hash;		/* 0: no key */
 	bool		has_key;
-	Event		event;			/* as read */
+	Event		event;			/* as read; freed once done */
 	int			attempts;		/* failed attempts so far */
 	int			losses;			/* connections lost while a worker held it */
 	TimestampTz not_before;
@@ -56,6 +62,7 @@ typedef struct Tracker
 	int			capacity;		/* max_in_flight */
 	int			size;			/* of events[]: more while restoring */
 	int			count;
+	int			done_count;		/* of them done, waiting to be passed */
 	TrackedEvent *events;		/* [count], in (step, txid, id) order */
 	/* the cursor: base, and steps[0] up to cursor_after if cursor_in_step */
 	TxSnapshot *base;

@@ -97,5 +97,39 @@ is($node->safe_psql('postgres',
 		  . "WHERE e.payload ->> 'name' = 'b2'"),
 	'4', 'the replay was its fourth attempt');
 
+# An event waiting for its retry at the head holds back the cursor, not
+# the events after it: with max_in_flight 10, the 300 events published
+# after one that fails its first three attempts (backoff 1, 2, 4 s) are
+# handled while it waits, far more than the 10 a window of events read
+# and not passed would allow (done events behind it don't count, up to
+# 16 x max_in_flight in all).
+$node->safe_psql('postgres', q{
+	CREATE TABLE window_sink (n int);
+	CREATE FUNCTION windowed(events cluster.event[]) RETURNS void LANGUAGE plpgsql AS $$
+	DECLARE
+		e cluster.event;
+	BEGIN
+		FOREACH e IN ARRAY events LOOP
+			IF (e.payload ->> 'n')::int = 0 AND e.attempt <= 3 THEN
+				RAISE EXCEPTION 'event % fails on attempt %', e.id, e.attempt;
+			END IF;
+			INSERT INTO window_sink VALUES ((e.payload ->> 'n')::int);
+		END LOOP;
+	END $$;
+	SELECT cluster.create_pump('window');
+	SELECT cluster.create_handler('windowed', 'window', 'windowed(cluster.event[])', ordering => 'none',
+								  batch_size => 10, max_in_flight => 10, max_attempts => 5);
+});
+$node->safe_psql('postgres', q{
+	SELECT count(cluster.publish('window', jsonb_build_object('n', i))) FROM generate_series(0, 300) i});
+ok(defined poll_until($node, q{
+		SELECT (SELECT count(*) FROM window_sink WHERE n > 0) >= 150
+		   AND NOT EXISTS (SELECT FROM window_sink WHERE n = 0)}, 't', 6),
+	'150 events after the one waiting for its retry are handled while it waits');
+ok(defined poll_until($node, "SELECT count(*) FROM window_sink", '301', 30),
+	'then it is handled too, and the rest');
+is($node->safe_psql('postgres', "SELECT lag_events || ' ' || dead_letters FROM cluster.handlers WHERE name = 'windowed'"),
+	'0 0', 'nothing left, nothing dead-lettered');
+
 $node->stop;
 done_testing();

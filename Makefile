@@ -164,6 +164,7 @@ bench: setup
 	$(RUN_AS) bench/mesh $(OUT)/bench/mesh
 	$(RUN_AS) bench/patch $(OUT)/bench/patch
 	$(RUN_AS) bench/commit $(OUT)/bench/commit
+	$(RUN_AS) bench/realistic $(OUT)/bench/realistic
 	$(RUN_AS) bench/charts $(OUT)/bench
 
 # The extension under valgrind: a server whose processes all run under

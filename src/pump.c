@@ -424,31 +424,43 @@ read_step(Pump *pump, Tracker *tracker, EventPos upto, int limit)
 
 /*
  * Read up to "limit" events into the tracker: of the step it is reading,
- * or of a new one up to the current snapshot.  *pending tells whether
- * transactions were in progress at the step's snapshot: one may commit
- * events without waking the leader (COMMIT PREPARED does not), so the
- * caller looks again soon.
+ * and, once that is read to its end, of a new one up to the current
+ * snapshot.  So a read that returns fewer than "limit" has seen
+ * everything committed before it began, even when it started by finishing
+ * an older step: a commit that woke the leader is never left for the
+ * poll.  *pending tells whether transactions were in progress at the
+ * last step's snapshot: one may commit events without waking the leader
+ * (COMMIT PREPARED does not), so the caller looks again soon.
  */
 int
 pump_read(Pump *pump, Tracker *tracker, int limit, bool *pending)
 {
-	const TxSnapshot *prev;
-	const TxSnapshot *target;
-	EventPos	after;
-	int			n;
+	int			n = 0;
 
-	if (!tracker_step(tracker, &prev, &target, &after))
+	for (;;)
 	{
-		TxSnapshot *now = txsnap_current(CurrentMemoryContext);
+		const TxSnapshot *prev;
+		const TxSnapshot *target;
+		EventPos	after;
+		bool		fresh = false;
+		int			got;
 
-		tracker_begin_step(tracker, now);
-		pfree(now);
-		(void) tracker_step(tracker, &prev, &target, &after);
+		if (!tracker_step(tracker, &prev, &target, &after))
+		{
+			TxSnapshot *now = txsnap_current(CurrentMemoryContext);
+
+			tracker_begin_step(tracker, now);
+			pfree(now);
+			(void) tracker_step(tracker, &prev, &target, &after);
+			fresh = true;
+		}
+		*pending = target->nxip > 0;
+		got = read_step(pump, tracker, EVENTPOS_END, limit - n);
+		tracker_end_read(tracker, got < limit - n, NULL);
+		n += got;
+		if (fresh || n == limit)
+			return n;
 	}
-	*pending = target->nxip > 0;
-	n = read_step(pump, tracker, EVENTPOS_END, limit);
-	tracker_end_read(tracker, n < limit, NULL);
-	return n;
 }
 
 #define RESTORE_BATCH 1000

@@ -119,6 +119,15 @@ $$;
 REVOKE ALL ON FUNCTION cluster._position_text(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cluster._position_text(jsonb) TO cluster_worker;
 
+CREATE FUNCTION cluster._handler_waits(
+	OUT handler_id int, OUT waiting_for text, OUT next_retry_at timestamptz)
+RETURNS SETOF record LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cluster_handler_waits';
+REVOKE ALL ON FUNCTION cluster._handler_waits() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster._handler_waits() TO cluster_worker;
+COMMENT ON FUNCTION cluster._handler_waits() IS
+'internal: what each handler waits for, as its leader last reported it (cluster.handlers)';
+
 CREATE OR REPLACE VIEW cluster.handlers AS
 SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
 	   cluster._position_text(h.state -> 'cursor') AS cursor,
@@ -132,13 +141,18 @@ SELECT h.name, p.name AS pump, h.function, h.owner, h.ordering,
 	   (h.state #>> '{last_error,at}')::timestamptz AS last_error_at,
 	   h.paused,
 	   coalesce((h.state #>> '{counters,failed}')::bigint, 0) AS failed,
-	   coalesce((h.state #>> '{counters,dead_lettered}')::bigint, 0) AS dead_lettered
+	   coalesce((h.state #>> '{counters,dead_lettered}')::bigint, 0) AS dead_lettered,
+	   CASE WHEN h.paused THEN 'paused'
+			WHEN w.handler_id IS NULL THEN 'a leader'
+			ELSE w.waiting_for END AS waiting_for,
+	   CASE WHEN NOT h.paused THEN w.next_retry_at END AS next_retry_at
   FROM cluster.handler h
   JOIN cluster.pump p ON p.id = h.pump_id
-  LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id,
+  LEFT JOIN cluster._handler_status() s ON s.handler_id = h.id
+  LEFT JOIN cluster._handler_waits() w ON w.handler_id = h.id,
   LATERAL cluster._handler_lag(h.id) lag;
 COMMENT ON VIEW cluster.handlers IS
-'every handler: cursor (the xmin:xmax of the snapshot every event visible in is done, how many transactions were in progress at it, and the step it is within), how far behind it is, what is in flight or retrying, dead letters, the last error, and its processed, failed and dead-lettered counters';
+'every handler: cursor (the xmin:xmax of the snapshot every event visible in is done, how many transactions were in progress at it, and the step it is within), how far behind it is, what is in flight or retrying, dead letters, the last error, its processed, failed and dead-lettered counters, what it waits for now (NULL: nothing; paused, a leader, error backoff, no worker connected, worker slots, retries, key order, answers) and when its next retry is due';
 
 COMMENT ON TABLE cluster.events IS
 'the built-in event log: publish with cluster.publish(), INSERT or COPY; the pump named after a stream reads it, each event once its transaction has committed';

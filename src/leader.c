@@ -271,7 +271,6 @@ handler_round(Leader *l, Turn *turn)
 		}
 	}
 	worker_xact_commit();
-	shmem_handler_report(h->id, tracker_waiting(t));
 	return wait;
 }
 
@@ -315,6 +314,54 @@ handler_quiet(Turn *turn, TimestampTz now)
 		turn->publications == shmem_publications() && !handler_stirred(turn->h);
 }
 
+/*
+ * What the handler waits for now, in a few fixed words (cluster.handlers'
+ * waiting_for, and a Prometheus label: the counts are in other columns),
+ * and when its next retry or the end of its backoff is due.  NULL: for
+ * nothing, everything read is done.
+ */
+static const char *
+turn_waits(Turn *turn, TimestampTz now, TimestampTz *next_retry)
+{
+	HandlerRun *h = turn->h;
+	const Executor *ex = executor_for(h);
+	TrackerSummary sum;
+
+	*next_retry = 0;
+	if (h->paused)
+		return "paused";
+	if (now < turn->retry_after)
+	{
+		*next_retry = turn->retry_after;
+		return "error backoff";
+	}
+	tracker_summarize(h->tracker, now, &sum);
+	if (sum.retrying > 0)
+		*next_retry = sum.next_retry;
+	if (ex == NULL)
+		return "no worker connected";
+	if (sum.ready > 0)
+		return ex == &remote_executor ? "worker slots" : NULL;
+	if (sum.retrying > 0)
+		return "retries";
+	if (sum.key_blocked > 0)
+		return "key order";
+	if (sum.in_flight > 0)
+		return "answers";
+	return NULL;
+}
+
+/* Push what cluster.handlers shows of the turn; returns "wait". */
+static long
+turn_report(Turn *turn, TimestampTz now, long wait)
+{
+	TimestampTz next_retry;
+	const char *waits = turn_waits(turn, now, &next_retry);
+
+	shmem_handler_report(turn->h->id, tracker_waiting(turn->h->tracker), waits, next_retry);
+	return wait;
+}
+
 static long
 handler_work(Leader *l, Turn *turn)
 {
@@ -323,12 +370,12 @@ handler_work(Leader *l, Turn *turn)
 	volatile long wait = 0;
 
 	if (turn->h->paused)
-		return cluster_poll_interval;
+		return turn_report(turn, start, cluster_poll_interval);
 	/* nothing could run it, and nothing is left to settle */
 	if (executor_for(turn->h) == NULL && !handler_stirred(turn->h) && !turn->needs_load)
-		return cluster_poll_interval;
+		return turn_report(turn, start, cluster_poll_interval);
 	if (start < turn->retry_after)
-		return TimestampDifferenceMilliseconds(start, turn->retry_after);
+		return turn_report(turn, start, TimestampDifferenceMilliseconds(start, turn->retry_after));
 	if (handler_quiet(turn, start))
 		return TimestampDifferenceMilliseconds(start, turn->due);
 
@@ -349,7 +396,7 @@ handler_work(Leader *l, Turn *turn)
 		MemoryContextSwitchTo(cxt);
 	}
 	turn->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
-	return wait;
+	return turn_report(turn, GetCurrentTimestamp(), wait);
 }
 
 long

@@ -266,7 +266,8 @@ shmem_workers_changed(void)
 }
 
 void
-shmem_handler_report(int32 handler_id, int in_flight)
+shmem_handler_report(int32 handler_id, int in_flight, const char *waiting_for,
+					 TimestampTz next_retry_at)
 {
 	HandlerStat *free_stat = NULL;
 
@@ -289,6 +290,9 @@ shmem_handler_report(int32 handler_id, int in_flight)
 		free_stat->database = MyDatabaseId;
 		free_stat->leader_pid = MyProcPid;
 		free_stat->in_flight = in_flight;
+		strlcpy(free_stat->waiting_for, waiting_for ? waiting_for : "",
+				sizeof(free_stat->waiting_for));
+		free_stat->next_retry_at = next_retry_at;
 	}
 	LWLockRelease(cluster_shared->lock);
 }

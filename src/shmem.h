@@ -54,6 +54,8 @@ typedef struct HandlerStat
 	Oid			database;
 	pid_t		leader_pid;
 	int32		in_flight;		/* read and not yet done */
+	char		waiting_for[32];	/* what it waits for; "": nothing */
+	TimestampTz next_retry_at;	/* the next retry or end of backoff; 0: none */
 } HandlerStat;
 
 #define CLUSTER_HANDLER_STATS 1024
@@ -121,7 +123,8 @@ extern uint64 shmem_config_generation(void);
 extern void shmem_config_changed(void);
 extern uint64 shmem_workers_generation(void);
 extern void shmem_workers_changed(void);
-extern void shmem_handler_report(int32 handler_id, int in_flight);
+extern void shmem_handler_report(int32 handler_id, int in_flight,
+								 const char *waiting_for, TimestampTz next_retry_at);
 extern void shmem_handler_forget(int32 handler_id);
 extern void shmem_worker_report(WorkerStat *stats, int n);
 extern void shmem_worker_forget(void);

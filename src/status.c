@@ -20,6 +20,7 @@
 
 PG_FUNCTION_INFO_V1(cluster_engine_status);
 PG_FUNCTION_INFO_V1(cluster_handler_status);
+PG_FUNCTION_INFO_V1(cluster_handler_waits);
 PG_FUNCTION_INFO_V1(cluster_worker_status);
 
 static const char *const role_names[] = {
@@ -85,6 +86,37 @@ cluster_handler_status(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(stat->handler_id);
 		values[1] = Int32GetDatum(stat->in_flight);
 		values[2] = Int32GetDatum(stat->leader_pid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(cluster_shared->lock);
+	return (Datum) 0;
+}
+
+#define HANDLER_WAITS_COLS 3
+
+/* What each handler waits for, as its leader last said (0.6). */
+Datum
+cluster_handler_waits(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(cluster_shared->lock, LW_SHARED);
+	for (int i = 0; i < CLUSTER_HANDLER_STATS; i++)
+	{
+		HandlerStat *stat = &cluster_shared->handlers[i];
+		Datum		values[HANDLER_WAITS_COLS];
+		bool		nulls[HANDLER_WAITS_COLS] = {0};
+		int			col = 0;
+
+		if (stat->handler_id == 0 || stat->database != MyDatabaseId)
+			continue;
+		values[col++] = Int32GetDatum(stat->handler_id);
+		nulls[col] = (stat->waiting_for[0] == '\0');
+		values[col++] = CStringGetTextDatum(stat->waiting_for);
+		nulls[col] = (stat->next_retry_at == 0 || stat->next_retry_at == DT_NOEND);
+		values[col++] = TimestampTzGetDatum(stat->next_retry_at);
+		Assert(col == HANDLER_WAITS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(cluster_shared->lock);

@@ -427,6 +427,49 @@ tracker_count_ready(Tracker *t, TimestampTz now, TrackerFilter filter, void *arg
 }
 
 /*
+ * What the events still to do wait for: an answer (in flight), their
+ * retry's backoff (the earliest due at *next_retry, DT_NOEND: none), an
+ * earlier event of their key, or nothing (ready).
+ */
+void
+tracker_summarize(Tracker *t, TimestampTz now, TrackerSummary *sum)
+{
+	KeySet		blocked = {0};
+
+	memset(sum, 0, sizeof(TrackerSummary));
+	sum->next_retry = DT_NOEND;
+	if (t->key_order)
+		keyset_init(&blocked, t->count);
+	for (int i = 0; i < t->count; i++)
+	{
+		TrackedEvent *ev = &t->events[i];
+		bool		keyed = t->key_order && ev->has_key;
+
+		if (ev->done)
+			continue;
+		if (ev->selected || ev->not_before > now)
+		{
+			if (ev->selected)
+				sum->in_flight++;
+			else
+			{
+				sum->retrying++;
+				sum->next_retry = Min(sum->next_retry, ev->not_before);
+			}
+			/* later events of its key wait for it */
+			if (keyed)
+				keyset_probe(&blocked, ev->key_hash, true);
+		}
+		else if (keyed && keyset_probe(&blocked, ev->key_hash, false))
+			sum->key_blocked++;
+		else
+			sum->ready++;
+	}
+	if (t->key_order)
+		pfree(blocked.slots);
+}
+
+/*
  * The event at "pos", if the tracker holds it: it was read by the first
  * step whose target shows its transaction (the snapshots only grow), and
  * a step's events are in (txid, id) order.

@@ -116,6 +116,17 @@ extern int	tracker_select(Tracker *t, int max, Size max_bytes, int max_keys,
 extern void tracker_count_ready(Tracker *t, TimestampTz now,
 								TrackerFilter filter, void *arg,
 								int *events, int *keys);
+/* What the events still to do wait for (tracker_summarize). */
+typedef struct TrackerSummary
+{
+	int			in_flight;		/* handed out, not answered */
+	int			retrying;		/* waiting for their backoff */
+	TimestampTz next_retry;		/* the earliest of those; DT_NOEND: none */
+	int			key_blocked;	/* behind an earlier event of their key */
+	int			ready;			/* could go out now */
+} TrackerSummary;
+
+extern void tracker_summarize(Tracker *t, TimestampTz now, TrackerSummary *sum);
 extern TrackedEvent *tracker_find(Tracker *t, EventPos pos);
 extern void tracker_done(Tracker *t, TrackedEvent *ev);
 extern void tracker_give_back(Tracker *t, TrackedEvent *ev);

@@ -126,6 +126,10 @@ ok(defined poll_until($node, q{
 		SELECT (SELECT count(*) FROM window_sink WHERE n > 0) >= 150
 		   AND NOT EXISTS (SELECT FROM window_sink WHERE n = 0)}, 't', 6),
 	'150 events after the one waiting for its retry are handled while it waits');
+ok(defined poll_until($node, q{
+		SELECT waiting_for || ' ' || (next_retry_at > now() - interval '1 s') FROM cluster.handlers WHERE name = 'windowed'},
+		'retries true', 6),
+	'the handler says it waits for a retry, and when it is due');
 ok(defined poll_until($node, "SELECT count(*) FROM window_sink", '301', 30),
 	'then it is handled too, and the rest');
 is($node->safe_psql('postgres', "SELECT lag_events || ' ' || dead_letters FROM cluster.handlers WHERE name = 'windowed'"),

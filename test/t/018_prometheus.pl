@@ -118,6 +118,8 @@ do { usleep(200_000); $metrics = scrape(); }
 is(metric($metrics, 'cluster_handler_lag_events', %h), 2, 'cluster_handler_lag_events counts the events behind');
 cmp_ok(metric($metrics, 'cluster_handler_lag_seconds', %h), '>', 0, 'cluster_handler_lag_seconds their age');
 is(metric($metrics, 'cluster_handler_paused', %h), 1, 'cluster_handler_paused');
+is(metric($metrics, 'cluster_handler_waits_current', handler => 'orders', reason => 'paused'), 1,
+	'cluster_handler_waits_current, labelled with what it waits for');
 my ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT count(*) FROM cluster.events', extra_params => [ '-U', 'monitor' ]);
 like($stderr, qr/permission denied for table events/, 'the monitoring role still may not read the events');
 

@@ -37,6 +37,8 @@ ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handle
 my $id = $node->safe_psql('postgres', "SELECT cluster.publish('orders', '{\"n\": 1}')");
 ok(defined poll_until($node, "SELECT in_flight FROM cluster.handlers WHERE name = 'a'", '1'),
 	'a delivery of a is in flight');
+ok(defined poll_until($node, "SELECT waiting_for FROM cluster.handlers WHERE name = 'a'", 'answers', 5),
+	'a says it waits for answers');
 my $t0 = time;
 my $log_offset = -s $node->logfile;
 
@@ -86,14 +88,28 @@ unlike($server_log, qr/no longer in flight/, 'no answer was ignored');
 unlike($server_log, qr/lost the connection/, 'no connection was lost');
 
 # a change to a itself gives its deliveries back (and they go out again)
-my $id2 = $node->safe_psql('postgres', "SELECT cluster.publish('orders', '{\"n\": 2}')");
+my $id2 = $node->safe_psql('postgres', "SELECT cluster.publish('orders', '{\"n\": 2}', key => 'k2')");
 ok(defined poll_until($node, "SELECT in_flight FROM cluster.handlers WHERE name = 'a'", '1'),
 	'a second delivery of a is in flight');
+# another key, ready, while the worker's one slot is busy
+$node->safe_psql('postgres', "SELECT cluster.publish('orders', '{\"n\": 3}', key => 'k3')");
+ok(defined poll_until($node, "SELECT waiting_for || ' ' || in_flight FROM cluster.handlers WHERE name = 'a'", 'worker slots 2', 5),
+	'a says it waits for a worker slot')
+  or diag($node->safe_psql('postgres', "SELECT waiting_for, in_flight, retrying, lag_events FROM cluster.handlers WHERE name = 'a'"));
 $node->safe_psql('postgres', "SELECT cluster.alter_handler('a', max_attempts => 9)");
 ok(defined poll_until($node,
 		"SELECT lag_events = 0 AND in_flight = 0 FROM cluster.handlers WHERE name = 'a'", 't', 30),
 	'after a change to a, its event is handled all the same');
 cmp_ok(logged_ids($log)->{$id2}, '>=', 1, 'the worker acked it');
+
+# what a handler without workers, and a paused one, wait for
+$node->safe_psql('postgres', "SELECT cluster.create_handler('lonely', 'orders')");
+ok(defined poll_until($node, "SELECT waiting_for FROM cluster.handlers WHERE name = 'lonely'", 'no worker connected', 10),
+	'a handler without a function or a worker waits for a worker');
+$node->safe_psql('postgres', "SELECT cluster.pause_handler('lonely')");
+is($node->safe_psql('postgres', "SELECT waiting_for FROM cluster.handlers WHERE name = 'lonely'"), 'paused',
+	'a paused one says so');
+$node->safe_psql('postgres', "SELECT cluster.drop_handler('lonely')");
 
 # A late ack still counts: a delivery whose ack_timeout (1 s) passed is
 # settled by the ack its worker sends at 2.5 s, not by the retry's ack

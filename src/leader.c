@@ -32,10 +32,9 @@
 #include "handler.h"
 #include "leader.h"
 #include "listen.h"
+#include "mesh.h"
 #include "shmem.h"
 #include "sql_handler.h"
-#include "tokens.h"
-#include "transport.h"
 #include "xact.h"
 
 #define SLICE_MS 100			/* one handler's share of a pass */
@@ -45,7 +44,6 @@
 #define ERROR_MAX_MS 30000
 #define RETENTION_EVERY_MS 60000
 #define SAVE_EVERY_MS 10		/* acked events are committed within this */
-#define REPORT_EVERY_MS 100		/* cluster.workers lags the leader by this */
 #define LISTEN_MIN_MS 100		/* retries while the port is taken */
 #define LISTEN_MAX_MS 2000
 
@@ -78,11 +76,8 @@ static void leader_load(Leader *l);
 static void leader_listen(Leader *l);
 static uint32 listen_settings(void);
 static void leader_restart(Leader *l);
-static long leader_report_workers(Leader *l, long wait);
 static void leader_load_workers(Leader *l);
 static void leader_load_listen(Leader *l);
-static void leader_add_registered(Leader *l);
-static void leader_add_dialed_in(Leader *l);
 
 static long
 round_wait(Turn *turn)
@@ -231,7 +226,7 @@ handler_round(Leader *l, Turn *turn)
 		}
 		run_wait = ex->run(l, h, &out);
 		/* the deliveries go out now, not after this round's bookkeeping */
-		transport_flush();
+		mesh_flush();
 		if (run_wait == 0 || more_replays || passed)
 			wait = 0;
 		else
@@ -423,13 +418,7 @@ leader_work(Leader *l, TimestampTz until)
 		leader_listen(l);
 	if (l->listen[0] && !l->listening)
 		wait = Min(wait, l->listen_backoff_ms);
-	if (transport_active())
-	{
-		long		dial = transport_dial(GetCurrentTimestamp());
-
-		if (dial >= 0)
-			wait = Min(wait, dial);
-	}
+	wait = mesh_pass(wait);
 	for (int k = 0, n = list_length(l->handlers); k < n; k++)
 	{
 		if (k > 0 && GetCurrentTimestamp() >= until)
@@ -441,13 +430,12 @@ leader_work(Leader *l, TimestampTz until)
 		wait = Min(wait, handler_work(l, list_nth(l->handlers, (l->next_turn + k) % n)));
 	}
 	/* workers that dialed in or went: after the rounds settled what they held */
-	if (transport_take_dialins_changed())
+	if (mesh_take_dialins_changed())
 	{
 		leader_load_workers(l);
 		wait = 0;				/* their handlers' rounds say hello */
 	}
-	if (transport_active())
-		wait = leader_report_workers(l, wait);
+	wait = mesh_report(wait);
 	if (GetCurrentTimestamp() >= l->next_retention)
 	{
 		retention_run(l);
@@ -455,42 +443,6 @@ leader_work(Leader *l, TimestampTz until)
 														RETENTION_EVERY_MS);
 	}
 	MemoryContextSwitchTo(old);
-	return wait;
-}
-
-/*
- * What cluster.workers shows, pushed into shared memory: at most every
- * REPORT_EVERY_MS while the leader is busy (a pass per event and per
- * answer would take the shared lock for each), and before it waits longer
- * than that.  Returns the pass's wait, shortened to the next report.
- */
-static long
-leader_report_workers(Leader *l, long wait)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	int			n;
-	WorkerStat *stats;
-
-	if (now < l->next_report && wait < REPORT_EVERY_MS)
-		return Min(wait, TimestampDifferenceMilliseconds(now, l->next_report));
-	l->next_report = TimestampTzPlusMilliseconds(now, REPORT_EVERY_MS);
-	n = transport_count();
-	stats = palloc0(sizeof(WorkerStat) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-	{
-		WorkerConn *c = transport_get(i);
-		WorkerStat *stat = &stats[i];
-
-		strlcpy(stat->worker_id, c->id, sizeof(stat->worker_id));
-		stat->connected = c->connected;
-		stat->reconnects = Max(c->dials - 1, 0);
-		if (c->dialed_in)
-			strlcpy(stat->peer, c->address, sizeof(stat->peer));
-		delivery_report(c, stat);
-	}
-	shmem_worker_report(stats, n);
-	pfree(stats);
 	return wait;
 }
 
@@ -688,7 +640,7 @@ leader_load_listen(Leader *l)
 
 /*
  * Start afresh under the same lease.  A transport listens at one endpoint,
- * with one certificate, for its life (transport_listen), so when the
+ * with one certificate, for its life (mesh_listen), so when the
  * coordinator's listen, cluster.worker_listen or the certificate changes,
  * the leader stops everything it holds, as when it steps down (waiting
  * acks are committed first, deliveries go out again), and its next pass
@@ -746,8 +698,7 @@ leader_listen(Leader *l)
 		l->listen_warned = true;
 		return;
 	}
-	transport_start(cluster_ca_file);
-	if (!transport_listen(addr.host, addr.port, cluster_listen_cert_file, cluster_listen_key_file))
+	if (!mesh_listen(addr.host, addr.port))
 	{
 		if (!l->listen_warned)
 			ereport(WARNING,
@@ -768,9 +719,11 @@ leader_listen(Leader *l)
 	leader_load_workers(l);		/* the tokens */
 }
 
+/* MeshLookup: the leader's HandlerRun of a handler id */
 static HandlerRun *
-handler_by_id(Leader *l, int32 id)
+handler_by_id(void *arg, int32 id)
 {
+	Leader	   *l = arg;
 	ListCell   *lc;
 
 	foreach(lc, l->handlers)
@@ -783,99 +736,16 @@ handler_by_id(Leader *l, int32 id)
 	return NULL;
 }
 
-/* the columns of leader_load_workers' query */
-#define Anum_w_id				1
-#define Anum_w_handler_id		2
-#define Anum_w_address			3
-#define Anum_w_secret			4
-#define Anum_w_capacity			5
-
-/*
- * The registered workers with a recent heartbeat, as connections of their
- * handlers; connections of the others are closed.
- */
+/* The handlers' workers, as they are now (mesh_load_workers). */
 static void
 leader_load_workers(Leader *l)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(l->coordinator_id),
-	Int32GetDatum(cluster_worker_timeout)};
-
 	/* a change committed while this reads is seen at the next pass */
 	l->workers_generation = shmem_workers_generation();
 	/* silent workers are dropped within a third of their timeout */
 	l->next_worker_load = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   cluster_worker_timeout / 3);
-	worker_xact_begin("cluster: loading workers");
-	/* pump, handler, worker: the order cluster._before_drop locks them in */
-	spi_exec_checked("SELECT w.id, w.handler_id, w.address, w.secret, w.capacity "
-					 "  FROM cluster.pump p JOIN cluster.handler h ON p.id = h.pump_id "
-					 "  JOIN cluster.worker w ON h.id = w.handler_id "
-					 " WHERE p.coordinator_id = $1 AND NOT h.paused "
-					 "   AND w.last_heartbeat > pg_catalog.now() - $2 * interval '1 ms' "
-					 "   AND cluster._may_manage_workers(w.handler_id, w.registered_by) "
-					 "   AND cluster._worker_address_allowed(w.address) "
-					 " ORDER BY w.id",
-					 2, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		transport_start(cluster_ca_file);
-	if (transport_active())
-		transport_unmark_all();
-	delivery_clear_workers();
-	leader_add_registered(l);
-	if (l->listening)
-		leader_add_dialed_in(l);
-	worker_xact_commit();
-	if (transport_active())
-	{
-		delivery_workers_added();
-		transport_prune();
-	}
-}
-
-/* leader_load_workers' query's rows: the workers to dial */
-static void
-leader_add_registered(Leader *l)
-{
-	for (uint64 row = 0; row < SPI_processed; row++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		HandlerRun *h = handler_by_id(l, DatumGetInt32(SPI_getbinval(tup, desc, Anum_w_handler_id, &isnull)));
-
-		if (h == NULL)
-			continue;
-		delivery_add_worker(h, transport_conn(SPI_getvalue(tup, desc, Anum_w_id), h->id,
-											  SPI_getvalue(tup, desc, Anum_w_address),
-											  SPI_getvalue(tup, desc, Anum_w_secret),
-											  DatumGetInt32(SPI_getbinval(tup, desc, Anum_w_capacity, &isnull))));
-	}
-}
-
-/*
- * The valid tokens, and the workers connected with them: those of a token
- * revoked, expired or no longer its issuer's to give are closed.
- */
-static void
-leader_add_dialed_in(Leader *l)
-{
-	tokens_load(l->coordinator_id);
-	for (int i = 0; i < transport_count(); i++)
-	{
-		WorkerConn *c = transport_get(i);
-		const WorkerToken *token;
-		HandlerRun *h;
-
-		if (!c->dialed_in || !c->connected)
-			continue;
-		token = tokens_find(c->id);
-		h = token ? handler_by_id(l, token->handler_id) : NULL;
-		if (h == NULL)
-			continue;
-		transport_keep(c, token->capacity);
-		delivery_add_worker(h, c);
-	}
+	mesh_load_workers(l->coordinator_id, l->listening, handler_by_id, l);
 }
 
 void
@@ -900,8 +770,5 @@ leader_stop(Leader *l)
 	leader_unload(l);
 	MemoryContextDelete(l->cxt);
 	l->cxt = NULL;
-	delivery_forget_all(true);
-	transport_stop();
-	tokens_forget();
-	shmem_worker_forget();
+	mesh_stop();
 }

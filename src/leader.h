@@ -34,7 +34,6 @@ typedef struct Leader
 	int			next_turn;		/* whose turn comes first in the next pass */
 	TimestampTz next_retention;
 	TimestampTz next_worker_load;
-	TimestampTz next_report;		/* workers' figures into shared memory */
 	bool		fence_lost;
 	/* where workers dial in (the coordinator's "listen"; "": nowhere) */
 	char		listen[301];

@@ -311,6 +311,82 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM sink WHERE id IN (' . join
   if %never;
 same_leader('the end');
 
+# --- 7. retention deletes only what every handler's cursor holds ---
+# Pump "ret" keeps events 1 s; handler r1 handles everything, r2 is
+# paused, and a transaction that published one event stays open.  A new
+# leader runs retention on its first pass, so each takeover below runs
+# it; that it has run shows as an old event of pump "ret_probe" (created
+# after "ret", so retention comes to it after "ret") gone.
+$node->safe_psql('postgres', q{
+	CREATE TABLE ret_sink (handler text, id bigint);
+	CREATE FUNCTION ret_r1(events cluster.event[]) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO ret_sink SELECT 'r1', e.id FROM unnest(events) e $$;
+	CREATE FUNCTION ret_r2(events cluster.event[]) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO ret_sink SELECT 'r2', e.id FROM unnest(events) e $$;
+	SELECT cluster.create_pump('ret', retention => '1 s');
+	SELECT cluster.create_handler('r1', 'ret', 'ret_r1(cluster.event[])');
+	SELECT cluster.create_handler('r2', 'ret', 'ret_r2(cluster.event[])');
+	SELECT cluster.pause_handler('r2');
+	CREATE FUNCTION ret_nothing(events cluster.event[]) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+	SELECT cluster.create_pump('ret_probe', retention => '1 s');
+	SELECT cluster.create_handler('p1', 'ret_probe', 'ret_nothing(cluster.event[])');
+});
+my $holder = session('postgres');
+$holder->query_safe("BEGIN; SELECT cluster.publish('ret', '{\"held\": true}')");
+$node->safe_psql('postgres', "SELECT count(cluster.publish('ret', jsonb_build_object('n', i))) FROM generate_series(1, 5) i");
+ok(defined poll_until($node, "SELECT count(*) FROM ret_sink WHERE handler = 'r1'", '5'), '7: r1 handled the 5 events');
+ok(defined poll_until($node,
+		"SELECT bool_and(created_at < now() - interval '1.5 s') FROM cluster.events WHERE stream = 'ret'", 't'),
+	'7: they are older than the retention');
+sub takeover_and_one_more
+{
+	my ($what) = @_;
+	my $probe = $node->safe_psql('postgres', "SELECT cluster.publish('ret_probe', '{}')");
+	ok(defined poll_until($node,
+			"SELECT lag_events = 0 AND (SELECT created_at < now() - interval '1.5 s' FROM cluster.events WHERE id = $probe) "
+			  . "FROM cluster.handlers WHERE name = 'p1'", 't'),
+		"7: a probe event, handled and older than the retention ($what)");
+	my ($leader_pid) = leader($node);
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($leader_pid)");
+	ok(defined poll_until($node,
+			"SELECT count(*) FROM cluster.engines WHERE role = 'leader' AND pid <> $leader_pid", '1'),
+		"7: another leader ($what)");
+	ok(defined poll_until($node, "SELECT count(*) FROM cluster.events WHERE id = $probe", '0'),
+		"7: its retention has run ($what)");
+	my $marker = $node->safe_psql('postgres', "SELECT cluster.publish('ret', '{\"marker\": true}')");
+	ok(defined poll_until($node, "SELECT count(*) FROM ret_sink WHERE handler = 'r1' AND id = $marker", '1'),
+		"7: r1 handles a new event ($what)");
+	return $marker;
+}
+my $m1 = takeover_and_one_more('r2 paused');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.events WHERE stream = 'ret' AND payload ? 'n'"), '5',
+	'7: nothing r2 has not passed is deleted');
+$node->safe_psql('postgres', "SELECT cluster.resume_handler('r2')");
+ok(defined poll_until($node, "SELECT count(*) FROM ret_sink WHERE handler = 'r2'", '6'),
+	'7: r2 handled the 5 and the marker');
+ok(defined poll_until($node,
+		"SELECT bool_and(created_at < now() - interval '1.5 s') FROM cluster.events WHERE stream = 'ret'", 't'),
+	'7: all older than the retention');
+my $m2 = takeover_and_one_more('r2 caught up');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM cluster.events WHERE stream = 'ret' AND (payload ? 'n' OR id = $m1)"), '0',
+	'7: what both handlers passed is deleted');
+# the transaction that stayed open commits while r2 is paused: its old
+# event, below every cursor's xmax but in progress at their snapshots,
+# outlives a retention run until r2 has it too
+$node->safe_psql('postgres', "SELECT cluster.pause_handler('r2')");
+$holder->query_safe('COMMIT');
+$holder->quit;
+my $held = $node->safe_psql('postgres', "SELECT id FROM cluster.events WHERE stream = 'ret' AND payload ? 'held'");
+ok(defined poll_until($node, "SELECT count(*) FROM ret_sink WHERE handler = 'r1' AND id = $held", '1'),
+	'7: r1 handles the event of the transaction that stayed open once it commits');
+takeover_and_one_more('the old event committed, r2 paused');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cluster.events WHERE id = $held"), '1',
+	'7: retention keeps it while r2 has not passed it');
+$node->safe_psql('postgres', "SELECT cluster.resume_handler('r2')");
+ok(defined poll_until($node, "SELECT count(*) FROM ret_sink WHERE handler = 'r2' AND id = $held", '1'),
+	'7: r2 handles it, once');
+
 $pub->quit;
 $watch->quit;
 $write->quit;

@@ -13,7 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use ClusterTest;
-use Time::HiRes qw(time);
+use Time::HiRes qw(time usleep);
 
 my $node = cluster_node('isolation');
 $node->start;
@@ -136,6 +136,36 @@ ok(defined poll_until($node, "SELECT acked FROM cluster.workers WHERE handler = 
 is($node->safe_psql('postgres', "SELECT processed || ' ' || dead_letters || ' ' || retrying FROM cluster.handlers WHERE name = 'late'"),
 	'1 0 0', 'processed once, no dead letter, nothing retrying');
 unlike(slurp_file($node->logfile, $log_offset), qr/no longer in flight/, 'the late ack was not ignored');
+
+# A late delivery is answered only by the worker it was sent to: worker A
+# never answers its delivery, which times out and goes to worker B; B
+# acks A's delivery (the one sent just before its own) and is closed for
+# it: an answer counts only from the worker a delivery was sent to.
+my ($silent, $silent_port) = start_worker('silent', '--never-answer');
+$node->safe_psql('postgres', q{
+	SELECT cluster.create_pump('stolen');
+	SELECT cluster.create_handler('stolen', 'stolen', batch_size => 1, ack_timeout => '1 s', max_attempts => 5);
+});
+$node->safe_psql('postgres', "SELECT cluster.register_worker('stolen', 'ws://127.0.0.1:$silent_port/', capacity => 1)");
+ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handler = 'stolen'", 't'),
+	'the silent worker of "stolen" is connected');
+my $stolen_id = $node->safe_psql('postgres', "SELECT cluster.publish('stolen', '{}')");
+ok(defined poll_until($node, "SELECT in_flight FROM cluster.workers WHERE handler = 'stolen'", '1'),
+	'its delivery is with the silent worker');
+my $thief_port = PostgreSQL::Test::Cluster::get_free_port();
+my $closes = "$PostgreSQL::Test::Utils::tmp_check/closes_thief";
+my $thief_out = "$closes.out";
+my $thief = IPC::Run::start([ 'node', 'test/workers/hostile-worker.js', $thief_port, $closes, 'neighbour' ],
+	'>', $thief_out, '2>&1');
+usleep(20_000) until -s $thief_out && slurp_file($thief_out) =~ /listening/;
+$node->safe_psql('postgres', "SELECT cluster.register_worker('stolen', 'ws://127.0.0.1:$thief_port/', capacity => 1)");
+ok(defined poll_until($node, "SELECT count(*) FROM cluster.workers WHERE handler = 'stolen' AND connected", '2'),
+	'a second worker of "stolen" is connected');
+my $start = time;
+usleep(50_000) until (-e $closes && slurp_file($closes) =~ /\n/) || time - $start > 30;
+like(-e $closes ? slurp_file($closes) : '', qr/^1008 answer to delivery "[0-9.]+" of another worker$/m,
+	"the worker that acked another worker's late delivery is closed for it");
+$thief->kill_kill;
 
 $node->stop;
 done_testing();

@@ -16,7 +16,8 @@
 // CLOSEFILE.log), poison (drops the connection without a close frame when a
 // delivery holds an event whose payload has "poison", else acks and logs as
 // fail-odd does), old-fence (an ack carrying the previous fence before each
-// real ack).
+// real ack), neighbour (an ack of the deliveryId one below its own, the
+// delivery sent before it, then the real ack).
 'use strict';
 const fs = require('fs');
 const { WebSocketServer } = require('ws');
@@ -71,6 +72,14 @@ wss.on('connection', (ws) => {
         if (msg.events.some((e) => e.payload.poison)) return ws.terminate();
         fs.appendFileSync(`${closeFile}.log`, msg.events.map((e) => `${e.id} ok ${msg.deliveryId}\n`).join(''));
         return ws.send(JSON.stringify(ack));
+      case 'neighbour': {
+        // first an ack of the delivery sent just before this one (most
+        // likely another worker's), then the real one
+        const parts = msg.deliveryId.split('.');
+        parts[parts.length - 1] = String(Number(parts[parts.length - 1]) - 1);
+        ws.send(JSON.stringify({ type: 'ack', deliveryId: parts.join('.') }));
+        return ws.send(JSON.stringify(ack));
+      }
       case 'old-fence':
         // first an answer for an earlier leader's fence, then the real one
         ws.send(JSON.stringify({ ...ack, fence: msg.fence - 1 }));

@@ -156,3 +156,31 @@ COMMENT ON VIEW cluster.handlers IS
 
 COMMENT ON TABLE cluster.events IS
 'the built-in event log: publish with cluster.publish(), INSERT or COPY; the pump named after a stream reads it, each event once its transaction has committed';
+
+-- A worker that dialed in stays connected while its handler is paused
+-- (0.6): the view says so.
+CREATE OR REPLACE VIEW cluster.workers AS
+SELECT w.id, h.name AS handler, w.address, w.capacity, w.registered_by,
+	   w.registered_at, w.last_heartbeat,
+	   coalesce(s.connected, false) AS connected,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   coalesce(s.delivered, 0) AS delivered,
+	   coalesce(s.acked, 0) AS acked,
+	   coalesce(s.failed, 0) AS failed,
+	   coalesce(s.reconnects, 0) AS reconnects,
+	   s.last_error, s.rtt_ms, s.unhealthy_until,
+	   cluster._worker_address_allowed(w.address) AS address_allowed,
+	   false AS dialed_in,
+	   h.paused AS handler_paused
+  FROM cluster.worker w
+  JOIN cluster.handler h ON h.id = w.handler_id
+  LEFT JOIN cluster._worker_status() s ON s.worker_id = w.id
+UNION ALL
+SELECT t.id, h.name, s.peer, t.capacity, t.issued_by, t.issued_at, NULL,
+	   s.connected, s.in_flight, s.delivered, s.acked, s.failed, s.reconnects,
+	   s.last_error, s.rtt_ms, s.unhealthy_until, NULL, true, h.paused
+  FROM cluster.worker_token t
+  JOIN cluster.handler h ON h.id = t.handler_id
+  JOIN cluster._worker_status() s ON s.worker_id = t.id;
+COMMENT ON VIEW cluster.workers IS
+'workers the leader dials (registered) and workers that dialed in (with a token, while connected): connected, in flight, delivered, acked, failed, reconnects, last error, round-trip time, and whether their handler is paused (a paused handler''s registered workers are not dialled; those that dialed in stay connected and get no events)';

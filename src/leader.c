@@ -201,7 +201,8 @@ handler_round(Leader *l, Turn *turn)
 	}
 	for (size_t i = 0; i < lengthof(executors); i++)
 		executors[i]->settle(l, h, &out);
-	ex = turn->force_save ? NULL : executor_for(h);
+	/* a paused handler settles what its workers say, and sends nothing */
+	ex = turn->force_save || h->paused ? NULL : executor_for(h);
 	if (ex != NULL)
 	{
 		int64		settled = out.processed + out.failed;
@@ -364,7 +365,8 @@ handler_work(Leader *l, Turn *turn)
 	TimestampTz start = GetCurrentTimestamp();
 	volatile long wait = 0;
 
-	if (turn->h->paused)
+	/* paused: its workers that dial in stay connected, and are heard */
+	if (turn->h->paused && !handler_stirred(turn->h) && !turn->needs_load)
 		return turn_report(turn, start, cluster_poll_interval);
 	/* nothing could run it, and nothing is left to settle */
 	if (executor_for(turn->h) == NULL && !handler_stirred(turn->h) && !turn->needs_load)

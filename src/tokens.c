@@ -50,7 +50,7 @@ tokens_load(int32 coordinator_id)
 	spi_exec_checked("SELECT t.id, t.handler_id, t.token_hash, t.capacity, t.expires_at "
 					 "  FROM cluster.pump p JOIN cluster.handler h ON p.id = h.pump_id "
 					 "  JOIN cluster.worker_token t ON h.id = t.handler_id "
-					 " WHERE p.coordinator_id = $1 AND NOT h.paused AND t.revoked_at IS NULL "
+					 " WHERE p.coordinator_id = $1 AND t.revoked_at IS NULL "
 					 "   AND (t.expires_at IS NULL OR t.expires_at > pg_catalog.now()) "
 					 "   AND cluster._may_manage_workers(t.handler_id, t.issued_by)",
 					 1, types, values, NULL, SPI_OK_SELECT);

@@ -190,6 +190,31 @@ cmp_ok($new_fence, '>', $fence, 'the new leader has a higher fence');
 publish(100);
 all_acked('after the takeover', 'a', 'b', 'c');
 
+# pause is pause: a worker that dialed in stays connected while its
+# handler is paused, is shown so, gets nothing, and is served again at
+# resume on the same connection (no refusal, no reconnect)
+my $token_p = token('other', "label => 'p'");
+dial_in('p', $token_p);
+ok(output_matches('p', qr/^connected$/m), 'a worker of "other" dials in');
+my $p_id = "(SELECT id FROM cluster.worker_tokens WHERE label = 'p')";
+ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE id = $p_id", 't'),
+	'it is connected');
+$node->safe_psql('postgres', "SELECT cluster.pause_handler('other')");
+$node->safe_psql('postgres', "SELECT count(cluster.publish('other', jsonb_build_object('n', i))) FROM generate_series(1, 5) i");
+ok(defined poll_until($node, q{
+		SELECT h.waiting_for || ' ' || h.lag_events || ' ' || w.connected || ' ' || w.handler_paused
+		  FROM cluster.handlers h JOIN cluster.workers w ON w.handler = h.name
+		 WHERE h.name = 'other' AND w.id = } . $p_id, 'paused 5 true true'),
+	'paused: the worker stays connected and shown as paused; the events wait');
+is(-e $logs{p} ? slurp_file($logs{p}) : '', '', 'it got nothing while paused');
+$node->safe_psql('postgres', "SELECT cluster.resume_handler('other')");
+ok(defined poll_until($node, "SELECT lag_events FROM cluster.handlers WHERE name = 'other'", '0'),
+	'resumed: the events go to it');
+my $p_out = slurp_file($outs{p});
+is(scalar(() = $p_out =~ /^connected$/mg), 1, 'on the connection it had all along');
+unlike($p_out, qr/refused|closed/, 'it was never refused nor closed');
+$procs{p}->kill_kill;
+
 # with a certificate the leader serves wss:// only, at the next reload
 my $tls = test_certificate('leader');
 $offset = -s $node->logfile;

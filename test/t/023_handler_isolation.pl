@@ -28,11 +28,21 @@ $node->safe_psql('postgres', q{
 	SELECT cluster.create_pump('orders');
 	SELECT cluster.create_handler('a', 'orders', batch_size => 1, ack_timeout => '60 s');
 });
+# A test worker (start_worker's OPTS) registered for HANDLER with
+# CAPACITY, and connected; returns its log.
+sub registered_worker
+{
+	my ($name, $handler, $capacity, @opts) = @_;
+	my (undef, $port, $log) = start_worker($name, @opts);
+	$node->safe_psql('postgres',
+		"SELECT cluster.register_worker('$handler', 'ws://127.0.0.1:$port/', capacity => $capacity)");
+	ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handler = '$handler'", 't'),
+		"the $name worker of \"$handler\" is connected");
+	return $log;
+}
+
 # the worker holds each delivery 6 s before it acks
-my ($worker, $port, $log) = start_worker('slow', '--slow', '6000');
-$node->safe_psql('postgres', "SELECT cluster.register_worker('a', 'ws://127.0.0.1:$port/', capacity => 1)");
-ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handler = 'a'", 't'),
-	'the worker of a is connected');
+my $log = registered_worker('slow', 'a', 1, '--slow', '6000');
 
 my $id = $node->safe_psql('postgres', "SELECT cluster.publish('orders', '{\"n\": 1}')");
 ok(defined poll_until($node, "SELECT in_flight FROM cluster.handlers WHERE name = 'a'", '1'),
@@ -116,14 +126,11 @@ $node->safe_psql('postgres', "SELECT cluster.drop_handler('lonely')");
 # (the retry goes out after a 1 s backoff and would be acked at about
 # 4.5 s); the event is neither dead-lettered nor retried again, and the
 # ack is not ignored.
-my ($late_worker, $late_port, $late_log) = start_worker('late', '--slow', '2500');
 $node->safe_psql('postgres', q{
 	SELECT cluster.create_pump('late');
 	SELECT cluster.create_handler('late', 'late', batch_size => 1, ack_timeout => '1 s', max_attempts => 5);
 });
-$node->safe_psql('postgres', "SELECT cluster.register_worker('late', 'ws://127.0.0.1:$late_port/', capacity => 2)");
-ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handler = 'late'", 't'),
-	'the worker of "late" is connected');
+registered_worker('late', 'late', 2, '--slow', '2500');
 $log_offset = -s $node->logfile;
 $t0 = time;
 $node->safe_psql('postgres', "SELECT cluster.publish('late', '{\"n\": 1}')");
@@ -141,14 +148,11 @@ unlike(slurp_file($node->logfile, $log_offset), qr/no longer in flight/, 'the la
 # never answers its delivery, which times out and goes to worker B; B
 # acks A's delivery (the one sent just before its own) and is closed for
 # it: an answer counts only from the worker a delivery was sent to.
-my ($silent, $silent_port) = start_worker('silent', '--never-answer');
 $node->safe_psql('postgres', q{
 	SELECT cluster.create_pump('stolen');
 	SELECT cluster.create_handler('stolen', 'stolen', batch_size => 1, ack_timeout => '1 s', max_attempts => 5);
 });
-$node->safe_psql('postgres', "SELECT cluster.register_worker('stolen', 'ws://127.0.0.1:$silent_port/', capacity => 1)");
-ok(defined poll_until($node, "SELECT connected FROM cluster.workers WHERE handler = 'stolen'", 't'),
-	'the silent worker of "stolen" is connected');
+registered_worker('silent', 'stolen', 1, '--never-answer');
 my $stolen_id = $node->safe_psql('postgres', "SELECT cluster.publish('stolen', '{}')");
 ok(defined poll_until($node, "SELECT in_flight FROM cluster.workers WHERE handler = 'stolen'", '1'),
 	'its delivery is with the silent worker');
@@ -157,11 +161,12 @@ my $closes = "$PostgreSQL::Test::Utils::tmp_check/closes_thief";
 my $thief_out = "$closes.out";
 my $thief = IPC::Run::start([ 'node', 'test/workers/hostile-worker.js', $thief_port, $closes, 'neighbour' ],
 	'>', $thief_out, '2>&1');
-usleep(20_000) until -s $thief_out && slurp_file($thief_out) =~ /listening/;
+my $start = time;
+usleep(20_000) until (-s $thief_out && slurp_file($thief_out) =~ /listening/) || time - $start > 30;
 $node->safe_psql('postgres', "SELECT cluster.register_worker('stolen', 'ws://127.0.0.1:$thief_port/', capacity => 1)");
 ok(defined poll_until($node, "SELECT count(*) FROM cluster.workers WHERE handler = 'stolen' AND connected", '2'),
 	'a second worker of "stolen" is connected');
-my $start = time;
+$start = time;
 usleep(50_000) until (-e $closes && slurp_file($closes) =~ /\n/) || time - $start > 30;
 like(-e $closes ? slurp_file($closes) : '', qr/^1008 answer to delivery "[0-9.]+" of another worker$/m,
 	"the worker that acked another worker's late delivery is closed for it");

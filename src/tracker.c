@@ -207,15 +207,18 @@ tracker_add(Tracker *t, EventPos pos, const Event *event)
 	ev->step = t->steps[t->nsteps - 1].seq;
 	ev->has_key = (event->key != NULL);
 	ev->key_hash = event->key ? hash_bytes((const unsigned char *) event->key, strlen(event->key)) : 0;
-	event_copy(&ev->event, event, t->cxt);
 	t->read_after = pos;
 	t->step_read++;
 
-	if ((r = restore_find(t, pos)) == NULL)
-		return;
-	if (r->attempts < 0)
+	r = restore_find(t, pos);
+	if (r && r->attempts < 0)
+	{
+		/* done by the last leader: only its position is kept, no copy */
 		tracker_done(t, ev);
-	else
+		return;
+	}
+	event_copy(&ev->event, event, t->cxt);
+	if (r)
 	{
 		ev->attempts = r->attempts;
 		if (r->error)
@@ -519,7 +522,8 @@ tracker_done(Tracker *t, TrackedEvent *ev)
 		/* from now on only its position counts */
 		ev->done = true;
 		t->done_count++;
-		event_free(&ev->event);
+		if (ev->event.payload)
+			event_free(&ev->event);
 	}
 	ev->selected = false;
 }
